@@ -1,0 +1,13 @@
+# The riskatlas app for docker compose; the database is the compose file's PostGIS service.
+FROM python:3.11-slim-bookworm
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 RISKATLAS_DATA_DIR=/data
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY api ./api
+COPY geo ./geo
+COPY frontend ./frontend
+COPY migrations ./migrations
+RUN pip install --no-cache-dir .
+VOLUME /data
+EXPOSE 8000
+CMD ["riskatlas", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,193 @@
+"""The `riskatlas` command line: serve, database, demo, ingest, score, keys."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from api.settings import ApiSettings
+from geo.db import build_engine, describe_url, embedded_cluster, resolve_database_url
+from geo.errors import RiskAtlasError
+from geo.settings import Settings
+
+app = typer.Typer(
+    help="riskatlas: find who is left behind, where, and why.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+db_app = typer.Typer(help="Manage the database (the embedded cluster or DATABASE_URL).",
+                     no_args_is_help=True)
+demo_app = typer.Typer(help="The synthetic demo region.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(demo_app, name="demo")
+
+console = Console(stderr=True)
+out = Console()
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(func: F) -> F:
+    """Turn riskatlas errors into one sentence on stderr and exit status 1, no traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except RiskAtlasError as exc:
+            console.print(f"riskatlas: {exc.message}", style="bold red", highlight=False,
+                          soft_wrap=True)
+            for detail in _detail_lines(exc.details):
+                console.print(f"  - {detail}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _detail_lines(details: Any) -> list[str]:
+    if isinstance(details, list):
+        return [", ".join(f"{k}: {v}" for k, v in d.items()) if isinstance(d, dict) else str(d)
+                for d in details[:20]]
+    return []
+
+
+@contextmanager
+def database(settings: Settings) -> Iterator[Any]:
+    """Yield an engine on the configured database (starting the embedded one if needed)."""
+    engine = build_engine(resolve_database_url(settings), settings)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+# -- serve ------------------------------------------------------------------------------
+@app.command()
+@friendly_errors
+def serve(
+    host: str = typer.Option(None, help="Interface to listen on [default: 127.0.0.1]"),
+    port: int = typer.Option(None, help="Port to listen on [default: 8000]"),
+    migrate: bool = typer.Option(True, help="Apply pending migrations before serving"),
+) -> None:
+    """Serve the API and the map; starts the embedded database when DATABASE_URL is unset."""
+    import uvicorn
+
+    from api.main import create_app
+    from geo.db import check_database
+    from geo.migrate import upgrade
+
+    settings = Settings()
+    api_settings = ApiSettings(**{k: v for k, v in {"host": host, "port": port}.items() if v})
+    _check_port_free(api_settings.host, api_settings.port)
+    url = resolve_database_url(settings)
+    with database(settings) as engine:
+        check_database(engine)
+    if migrate:
+        upgrade(url)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    out.print(f"riskatlas is serving on http://{api_settings.host}:{api_settings.port}/ "
+              f"(database {describe_url(url)}); press Ctrl+C to stop", highlight=False)
+    uvicorn.run(create_app(settings, api_settings), host=api_settings.host,
+                port=api_settings.port, log_level="info")
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            from geo.errors import SetupError
+
+            in_use = exc.errno == errno.EADDRINUSE
+            reason = "is already in use" if in_use else f"cannot be used ({exc.strerror})"
+            raise SetupError(
+                f"port {port} on {host} {reason}; stop the other program or pass --port"
+            ) from None
+
+
+# -- db ---------------------------------------------------------------------------------
+@db_app.command("start")
+@friendly_errors
+def db_start() -> None:
+    """Start the embedded PostgreSQL + PostGIS cluster in the data directory."""
+    settings = Settings()
+    if settings.database.url:
+        raise RiskAtlasError("DATABASE_URL is set, so there is no embedded database to start")
+    cluster = embedded_cluster(settings)
+    status = cluster.status()
+    if status.running:
+        raise RiskAtlasError(
+            f"the embedded database is already running (pid {status.pid}) in {cluster.cluster_dir}"
+        )
+    url = cluster.ensure_running()
+    out.print(f"embedded database running at {describe_url(url)} in {cluster.cluster_dir}",
+              highlight=False)
+
+
+@db_app.command("stop")
+@friendly_errors
+def db_stop() -> None:
+    """Stop the embedded cluster."""
+    cluster = embedded_cluster(Settings())
+    stopped = cluster.stop()
+    out.print("embedded database " + ("stopped" if stopped else "was not running"))
+
+
+@db_app.command("status")
+@friendly_errors
+def db_status() -> None:
+    """Say where the database is, whether it runs, and what it holds."""
+    from geo.status import database_status
+
+    settings = Settings()
+    if not settings.database.url:
+        status = embedded_cluster(settings).status()
+        if not status.running:
+            state = "stopped" if status.initialised else "not created yet"
+            out.print(f"embedded database: {state}")
+            raise typer.Exit(3)
+    with database(settings) as engine:
+        facts = database_status(engine)
+    out.print(f"database {describe_url(str(engine.url))}: up", highlight=False)
+    for key, value in facts.items():
+        out.print(f"  {key}: {value}", highlight=False)
+
+
+@db_app.command("upgrade")
+@friendly_errors
+def db_upgrade(revision: str = typer.Argument("head", help="Target revision")) -> None:
+    """Apply migrations up to REVISION (default: the newest)."""
+    from geo.migrate import current, upgrade
+
+    url = resolve_database_url(Settings())
+    upgrade(url, revision)
+    out.print(f"database schema at revision {current(url)}")
+
+
+@db_app.command("downgrade")
+@friendly_errors
+def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. base")) -> None:
+    """Revert migrations down to REVISION."""
+    from geo.migrate import current, downgrade
+
+    url = resolve_database_url(Settings())
+    downgrade(url, revision)
+    out.print(f"database schema at revision {current(url) or 'base'}")
+
+
+def main() -> None:
+    """Entry point for `python -m api.cli`."""
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()

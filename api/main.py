@@ -1,0 +1,82 @@
+"""The FastAPI app factory; `app` is the module-level instance uvicorn serves."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from api.errors import install_error_handlers
+from api.routers import ROUTERS
+from api.settings import ApiSettings
+from frontend.pages import STATIC_DIR
+from frontend.pages import router as pages_router
+from geo.db import build_engine, check_database, resolve_database_url, session_factory
+from geo.jobs import recover_interrupted_jobs
+from geo.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def app_version() -> str:
+    """Return the installed distribution's version."""
+    try:
+        return version("riskatlas")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def create_app(
+    settings: Settings | None = None, api_settings: ApiSettings | None = None
+) -> FastAPI:
+    """Return a riskatlas app bound to these settings; the lifespan opens and closes the pool."""
+    settings = settings or Settings()
+    api_settings = api_settings or ApiSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = build_engine(resolve_database_url(settings), settings)
+        check_database(engine)
+        recovered = recover_interrupted_jobs(engine, settings.storage.staging_dir)
+        if recovered:
+            log.warning("marked %d interrupted job(s) as failed", recovered)
+        app.state.engine = engine
+        app.state.sessions = session_factory(engine)
+        app.state.jobs = ThreadPoolExecutor(api_settings.job_workers, "riskatlas-job")
+        try:
+            yield
+        finally:
+            app.state.jobs.shutdown(wait=True, cancel_futures=False)
+            engine.dispose()
+
+    app = FastAPI(
+        title=api_settings.title,
+        version=app_version(),
+        description=(
+            "Geospatial risk mapping for human security: who is left behind, where, and why. "
+            "Localities, hazard layers, conflict events, institutions and survey indicators "
+            "in PostGIS, overlaid into compounded-stress scores."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.api_settings = api_settings
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.include_router(pages_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `uvicorn api.main:app` gets an app built from the environment, lazily, so importing
+    # this module (tests, tools) does not start a database.
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)
