@@ -70,6 +70,16 @@ def database(settings: Settings) -> Iterator[Any]:
         engine.dispose()
 
 
+def checked_database_url(settings: Settings) -> str:
+    """Return the database URL after checking that it answers and has PostGIS."""
+    from geo.db import check_database
+
+    url = resolve_database_url(settings)
+    with database(settings) as engine:
+        check_database(engine)
+    return url
+
+
 # -- serve ------------------------------------------------------------------------------
 @app.command()
 @friendly_errors
@@ -82,15 +92,12 @@ def serve(
     import uvicorn
 
     from api.main import create_app
-    from geo.db import check_database
     from geo.migrate import upgrade
 
     settings = Settings()
     api_settings = ApiSettings(**{k: v for k, v in {"host": host, "port": port}.items() if v})
     _check_port_free(api_settings.host, api_settings.port)
-    url = resolve_database_url(settings)
-    with database(settings) as engine:
-        check_database(engine)
+    url = checked_database_url(settings)
     if migrate:
         upgrade(url)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -168,7 +175,7 @@ def db_upgrade(revision: str = typer.Argument("head", help="Target revision")) -
     """Apply migrations up to REVISION (default: the newest)."""
     from geo.migrate import current, upgrade
 
-    url = resolve_database_url(Settings())
+    url = checked_database_url(Settings())
     upgrade(url, revision)
     out.print(f"database schema at revision {current(url)}")
 
@@ -179,7 +186,7 @@ def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g.
     """Revert migrations down to REVISION."""
     from geo.migrate import current, downgrade
 
-    url = resolve_database_url(Settings())
+    url = checked_database_url(Settings())
     downgrade(url, revision)
     out.print(f"database schema at revision {current(url) or 'base'}")
 
