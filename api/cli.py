@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -189,6 +190,121 @@ def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g.
     url = checked_database_url(Settings())
     downgrade(url, revision)
     out.print(f"database schema at revision {current(url) or 'base'}")
+
+
+# -- ingest -----------------------------------------------------------------------------
+KINDS_HELP = (
+    "localities, population, hazard, events, institutions, indicators, observations, "
+    "priorities"
+)
+
+
+@app.command()
+@friendly_errors
+def ingest(
+    kind: str = typer.Argument(..., help=f"What the file holds: {KINDS_HELP}"),
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True,
+                                help="GeoTIFF, zip, GeoJSON, GeoPackage, FlatGeobuf, CSV or YAML"),
+    name: str = typer.Option(None, help="Layer name (required for hazard; a re-upload under "
+                             "the same name becomes a new version)"),
+    hazard_kind: str = typer.Option(None, "--hazard-kind",
+                                    help="flood, landslide, drought, heat, cyclone, "
+                                    "earthquake, climate or other"),
+    unit: str = typer.Option(None, help="Unit of the raster values, e.g. m"),
+    polarity: str = typer.Option(None, help="higher_is_worse (default) or higher_is_better"),
+    threshold: float = typer.Option(None, help="Hazard value from which a cell is exposed"),
+    level: int = typer.Option(None, help="Admin level of a boundary file (else inferred)"),
+    layer: str = typer.Option(None, help="Event layer to add events to [default: conflict]"),
+    density: bool = typer.Option(False, help="Population raster holds people per km²"),
+    year: int = typer.Option(None, help="Reference year of a population table"),
+    option: list[str] = typer.Option(
+        [], "--option", "-o", help="Any other option as KEY=VALUE (VALUE may be JSON)"),
+) -> None:
+    """Validate FILE and load it as KIND, all or nothing, with a progress bar."""
+    import json
+
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+    from geo.ingest.service import run_ingest_job, start_ingest_job
+
+    options: dict[str, Any] = {
+        "name": name, "kind": hazard_kind, "unit": unit, "polarity": polarity,
+        "threshold": threshold, "level": level, "layer": layer, "year": year,
+        "value_kind": "density" if density else None,
+    }
+    for item in option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise RiskAtlasError(f"--option {item!r} must look like KEY=VALUE")
+        options[key.strip()] = json.loads(value) if value.strip()[:1] in "{[" else value
+    options = {k: v for k, v in options.items() if v is not None}
+    settings = Settings()
+    with database(settings) as engine:
+        job_id = start_ingest_job(engine, kind, options, file.name)
+        columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn())
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task(f"{kind} {file.name}", total=1.0)
+
+            def show(fraction: float, message: str) -> None:
+                bar.update(task, completed=fraction,
+                           description=f"{kind} {file.name}: {message}")
+
+            result = run_ingest_job(engine, settings, job_id, kind, file.resolve(), file.name,
+                                    options, [show])
+    summary = {k: v for k, v in result.items() if k not in ("statistics", "warnings")}
+    out.print(f"loaded {file.name} as {kind}: {json.dumps(summary, ensure_ascii=False)}",
+              highlight=False)
+    for warning in result.get("warnings") or []:
+        out.print(f"  note: {warning}", highlight=False)
+
+
+# -- keys -------------------------------------------------------------------------------
+keys_app = typer.Typer(help="API keys and roles.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+@friendly_errors
+def keys_create(
+    role: str = typer.Option(..., help="public, analyst, uploader or admin"),
+    name: str = typer.Option(..., help="Who or what the key is for"),
+) -> None:
+    """Create an API key; it is printed once and stored only as a hash."""
+    from geo.keys import create_key
+
+    with database(Settings()) as engine:
+        key = create_key(engine, name, role)
+    out.print(key.secret)
+    console.print(f"created a {key.role} key for {key.name}; keep it now, it is not shown again",
+                  highlight=False)
+
+
+# -- demo -------------------------------------------------------------------------------
+@demo_app.command("load")
+@friendly_errors
+def demo_load(
+    seed: int = typer.Option(20261125, help="Seed of the generator (same seed, same region)"),
+) -> None:
+    """Generate the synthetic demo region and load it through the normal ingestion paths."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+    from geo.demo_load import load_demo
+
+    settings = Settings()
+    url = checked_database_url(settings)
+    from geo.migrate import upgrade
+
+    upgrade(url)
+    with database(settings) as engine:
+        columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn())
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task("demo", total=1.0)
+
+            def show(fraction: float, message: str) -> None:
+                bar.update(task, completed=fraction, description=f"demo: {message}")
+
+            summary = load_demo(engine, settings, seed=seed, progress=show)
+    out.print(summary.describe(), highlight=False)
 
 
 def main() -> None:

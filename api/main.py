@@ -17,6 +17,7 @@ from api.settings import ApiSettings
 from frontend.pages import STATIC_DIR
 from frontend.pages import router as pages_router
 from geo.db import build_engine, check_database, resolve_database_url, session_factory
+from geo.ingest.load import remove_orphan_rasters
 from geo.jobs import recover_interrupted_jobs
 from geo.settings import Settings
 
@@ -43,8 +44,10 @@ def create_app(
         engine = build_engine(resolve_database_url(settings), settings)
         check_database(engine)
         recovered = recover_interrupted_jobs(engine, settings.storage.staging_dir)
-        if recovered:
-            log.warning("marked %d interrupted job(s) as failed", recovered)
+        orphans = remove_orphan_rasters(engine, settings.storage.raster_dir)
+        if recovered or orphans:
+            log.warning("cleaned up after an interruption: %d job(s) failed, %d orphan file(s)",
+                        recovered, orphans)
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
         app.state.jobs = ThreadPoolExecutor(api_settings.job_workers, "riskatlas-job")

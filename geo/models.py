@@ -211,7 +211,7 @@ class Event(Base):
     event_date: Mapped[date] = mapped_column(Date, index=True)
     event_type: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str | None] = mapped_column(Text)
-    fatalities: Mapped[int] = mapped_column(Integer, default=0)
+    fatalities: Mapped[int | None] = mapped_column(Integer)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     geom: Mapped[Any] = mapped_column(Geometry("POINT", srid=4326, spatial_index=True))
 

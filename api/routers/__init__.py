@@ -1,5 +1,5 @@
 """Every router of the API, collected in one place."""
 
-from api.routers import health, jobs
+from api.routers import health, jobs, uploads
 
-ROUTERS = [health.router, jobs.router]
+ROUTERS = [health.router, jobs.router, uploads.router]

@@ -126,7 +126,7 @@ def upgrade() -> None:
     sa.Column('event_date', sa.Date(), nullable=False),
     sa.Column('event_type', sa.Text(), nullable=True),
     sa.Column('actor', sa.Text(), nullable=True),
-    sa.Column('fatalities', sa.Integer(), nullable=False),
+    sa.Column('fatalities', sa.Integer(), nullable=True),
     sa.Column('attributes', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
     sa.Column('geom', Geometry(geometry_type='POINT', srid=4326, dimension=2, spatial_index=False, from_text='ST_GeomFromEWKT', name='geometry', nullable=False), nullable=False),
     sa.CheckConstraint('fatalities >= 0', name=op.f('ck_events_fatalities')),

@@ -1,0 +1,48 @@
+"""Who is calling: an API key in `Authorization: Bearer` or `X-API-Key` gives a role."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from api.deps import SessionDep
+from geo.keys import role_for_secret, role_rank
+
+
+def presented_key(request: Request) -> str | None:
+    """Return the key the request carries, if any."""
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return request.headers.get("x-api-key") or None
+
+
+def current_role(request: Request, session: SessionDep) -> str:
+    """Return the caller's role: `public` without a key; 401 for a key we do not know."""
+    secret = presented_key(request)
+    if secret is None:
+        return "public"
+    role = role_for_secret(session, secret)
+    if role is None:
+        raise HTTPException(401, "the API key is unknown or revoked",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return role
+
+
+CurrentRole = Annotated[str, Depends(current_role)]
+
+
+def require_role(minimum: str) -> Callable[[str], str]:
+    """Return a dependency that admits callers at `minimum` or above: 401 without key, 403 weak."""
+
+    def check(role: CurrentRole) -> str:
+        if role_rank(role) >= role_rank(minimum):
+            return role
+        if role == "public":
+            raise HTTPException(401, f"this needs an API key with the {minimum} role",
+                                headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(403, f"this needs the {minimum} role; your key has {role}")
+
+    return check

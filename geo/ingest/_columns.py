@@ -1,0 +1,250 @@
+"""Column helpers shared by the normalisers: lookup by alias, typed parsing, JSON attributes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from geo.ingest._problems import fail, fail_one, problem
+
+TRUE_WORDS = frozenset({"true", "yes", "y", "1", "t", "oui", "ya"})
+FALSE_WORDS = frozenset({"false", "no", "n", "0", "f", "", "non", "tidak"})
+# Tried in order; the first that parses every value of the column wins, so a column is
+# read one consistent way (no row-by-row guessing between day-first and month-first).
+THOUSANDS = re.compile(r"-?\d{1,3}(,\d{3})+(\.\d+)?")
+DATE_FORMATS = ("ISO8601", "%d %B %Y", "%d %b %Y", "%d/%m/%Y", "%d.%m.%Y", "%m/%d/%Y", "%Y%m%d")
+
+
+def location_label(frame: pd.DataFrame) -> str:
+    """Return what a row of this frame is called in messages: row, feature or item."""
+    name = frame.index.name
+    return name if name in ("row", "feature", "item") else "row"
+
+
+def where(frame: pd.DataFrame, label: Hashable) -> dict[str, Any]:
+    """Return the keyword naming one row of `frame` for `problem`/`fail_one`."""
+    return {location_label(frame): label}
+
+
+def find_column(
+    frame: pd.DataFrame, explicit: str | None, aliases: Sequence[str], *, file_name: str
+) -> str | None:
+    """Return the explicit column (must exist) or the first alias present, case-insensitively."""
+    lookup = {str(column).strip().lower(): column for column in frame.columns}
+    if explicit is not None:
+        if explicit in frame.columns:
+            return explicit
+        if explicit.lower() in lookup:
+            return lookup[explicit.lower()]
+        available = ", ".join(map(str, frame.columns))
+        fail_one(file_name, f"no such column (columns are: {available})", field=explicit)
+    for alias in aliases:
+        if alias.lower() in lookup:
+            return lookup[alias.lower()]
+    return None
+
+
+def require_column(
+    frame: pd.DataFrame, explicit: str | None, aliases: Sequence[str], what: str, *, file_name: str
+) -> str:
+    """Return the column for `what`, or raise naming the names that were looked for."""
+    column = find_column(frame, explicit, aliases, file_name=file_name)
+    if column is None:
+        available = ", ".join(map(str, frame.columns))
+        fail_one(
+            file_name,
+            f"no {what} column: looked for {', '.join(aliases)} (columns are: {available})",
+        )
+    return column
+
+
+def is_blank(value: Any) -> bool:
+    """Return True for None, NaN, NaT and whitespace-only strings."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def text_values(frame: pd.DataFrame, column: str) -> pd.Series:
+    """Return a column as stripped strings (None where blank); integral floats lose '.0'."""
+
+    def as_text(value: Any) -> str | None:
+        if is_blank(value):
+            return None
+        if isinstance(value, float | np.floating) and float(value).is_integer():
+            return str(int(value))
+        return str(value).strip()
+
+    return frame[column].map(as_text).astype(object)
+
+
+def numbers(
+    frame: pd.DataFrame,
+    column: str,
+    *,
+    file_name: str,
+    required: bool = False,
+    minimum: float | None = None,
+    integer: bool = False,
+) -> pd.Series:
+    """Return a column as floats (NaN where blank); raise naming every bad row."""
+    details = []
+    values: list[float] = []
+    for label, raw in frame[column].items():
+        value, issue = _one_number(raw, required=required, minimum=minimum, integer=integer)
+        if issue:
+            details.append(problem(file_name, issue, field=column, **where(frame, label)))
+        values.append(value)
+    if details:
+        fail(details)
+    return pd.Series(values, index=frame.index, dtype="float64")
+
+
+def _one_number(
+    raw: Any, *, required: bool, minimum: float | None, integer: bool
+) -> tuple[float, str | None]:
+    """Return (value, problem-or-None) for one cell."""
+    if is_blank(raw):
+        return math.nan, ("the value is missing" if required else None)
+    if isinstance(raw, bool):
+        return math.nan, f"{raw!r} is not a number"
+    text = str(raw).strip()
+    cleaned = text.replace("_", "").replace(" ", "")
+    # A thousands separator is common in hand-made tables ("1,234,567"); a lone comma is
+    # ambiguous with a decimal comma, so it is refused rather than guessed.
+    if THOUSANDS.fullmatch(cleaned):
+        cleaned = cleaned.replace(",", "")
+    try:
+        value = float(cleaned)
+    except ValueError:
+        return math.nan, f"{text[:60]!r} is not a number"
+    if not math.isfinite(value):
+        return math.nan, f"{str(raw)[:60]!r} is not a finite number"
+    if minimum is not None and value < minimum:
+        return math.nan, f"{value:g} is below the minimum of {minimum:g}"
+    if integer and not value.is_integer():
+        return math.nan, f"{value:g} is not a whole number"
+    return value, None
+
+
+def dates(frame: pd.DataFrame, column: str, *, file_name: str) -> pd.Series:
+    """Return a column as `datetime.date` objects; raise naming rows that do not parse."""
+    raw = frame[column]
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        parsed = raw
+    else:
+        text = raw.map(lambda v: None if is_blank(v) else str(v).strip())
+        parsed = _best_date_parse(text)
+    bad = [label for label, value in parsed.items() if pd.isna(value)]
+    if bad:
+        details = [
+            problem(
+                file_name,
+                "the date is missing"
+                if is_blank(raw[label])
+                else f"cannot parse {str(raw[label])[:60]!r} as a date (use YYYY-MM-DD)",
+                field=column,
+                **where(frame, label),
+            )
+            for label in bad
+        ]
+        fail(details)
+    return parsed.map(lambda value: pd.Timestamp(value).date()).astype(object)
+
+
+def _best_date_parse(text: pd.Series) -> pd.Series:
+    """Return the parse by the first format that reads the most values of the column."""
+    best: pd.Series | None = None
+    for date_format in DATE_FORMATS:
+        parsed = pd.to_datetime(text, format=date_format, errors="coerce", utc=False)
+        if best is None or parsed.notna().sum() > best.notna().sum():
+            best = parsed
+        if parsed.notna().sum() == text.notna().sum():
+            break
+    assert best is not None
+    return best
+
+
+def booleans(frame: pd.DataFrame, column: str, *, file_name: str) -> pd.Series:
+    """Return a column as bools (blank = False); raise naming rows that are not yes/no."""
+    details = []
+    values: list[bool] = []
+    for label, raw in frame[column].items():
+        word = "" if is_blank(raw) else str(raw).strip().lower()
+        if isinstance(raw, bool | np.bool_):
+            values.append(bool(raw))
+        elif word in TRUE_WORDS or word in FALSE_WORDS:
+            values.append(word in TRUE_WORDS)
+        else:
+            values.append(False)
+            details.append(
+                problem(
+                    file_name,
+                    f"{str(raw)[:60]!r} is not a yes/no value",
+                    field=column,
+                    **where(frame, label),
+                )
+            )
+    if details:
+        fail(details)
+    return pd.Series(values, index=frame.index, dtype=bool)
+
+
+def json_value(value: Any) -> Any:
+    """Return a value that json.dumps accepts: NaN → None, numpy → Python, dates → ISO."""
+    if is_blank(value) and not isinstance(value, str):
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, pd.Timestamp | dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def attributes(frame: pd.DataFrame, used: Iterable[str | None]) -> pd.Series:
+    """Return, per row, a JSON-able dict of the columns not already used."""
+    skip = {column for column in used if column} | {"geometry"}
+    rest = [column for column in frame.columns if column not in skip]
+    records = frame[rest].to_dict("records")
+    cleaned = [{str(k): json_value(v) for k, v in record.items()} for record in records]
+    return pd.Series(cleaned, index=frame.index, dtype=object)
+
+
+def duplicates(
+    frame: pd.DataFrame, keys: pd.Series | pd.DataFrame, *, file_name: str, field: str, what: str
+) -> None:
+    """Raise naming both rows of every duplicated key (first occurrence and repeat)."""
+    key_rows = keys.apply(tuple, axis=1) if isinstance(keys, pd.DataFrame) else keys
+    first_seen: dict[Any, Hashable] = {}
+    details = []
+    label_name = location_label(frame)
+    for label, key in key_rows.items():
+        if key in first_seen:
+            shown = key if not isinstance(key, tuple) or len(key) > 1 else key[0]
+            details.append(
+                problem(
+                    file_name,
+                    f"duplicate {what} {shown!r}: {label_name}s {first_seen[key]} and {label} "
+                    "both have it",
+                    field=field,
+                    **where(frame, label),
+                )
+            )
+        else:
+            first_seen[key] = label
+    if details:
+        fail(details)

@@ -1,0 +1,59 @@
+"""Ingestion as a job: the one path the API and the CLI share."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from geo.ingest.load import ingest
+from geo.ingest.options import parse_options
+from geo.jobs import create_job, run_job
+from geo.settings import Settings
+
+
+def lock_key(kind: str, options: Any) -> str:
+    """Return what two concurrent uploads must not share: a raster layer's name, an event layer."""
+    if kind in ("hazard", "population"):
+        return f"raster:{options.name}"
+    if kind == "events":
+        return f"events:{options.layer}"
+    return f"{kind}"
+
+
+def start_ingest_job(
+    engine: Engine, kind: str, raw_options: dict[str, Any], original_name: str
+) -> uuid.UUID:
+    """Validate the options and record a queued ingest job; ConflictError if its lock is busy."""
+    options = parse_options(kind, raw_options)
+    params = {"kind": kind, "file": original_name, "options": options.model_dump()}
+    return create_job(engine, f"ingest:{kind}", params, lock_key(kind, options))
+
+
+def run_ingest_job(
+    engine: Engine,
+    settings: Settings,
+    job_id: uuid.UUID,
+    kind: str,
+    path: Path,
+    original_name: str,
+    raw_options: dict[str, Any],
+    listeners: list[Callable[[float, str], None]] | None = None,
+    staged_upload_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Run the ingest as job `job_id`; remove the staged upload whatever happens."""
+    try:
+        return run_job(
+            engine, job_id,
+            lambda reporter: ingest(engine, settings, kind, path, original_name, raw_options,
+                                    reporter, job_id),
+            listeners,
+        )
+    finally:
+        shutil.rmtree(settings.storage.staging_dir / str(job_id), ignore_errors=True)
+        if staged_upload_dir is not None:
+            shutil.rmtree(staged_upload_dir, ignore_errors=True)
