@@ -64,8 +64,15 @@ def _detail_lines(details: Any) -> list[str]:
 @contextmanager
 def database(settings: Settings) -> Iterator[Any]:
     """Yield an engine on the configured database (starting the embedded one if needed)."""
+    from geo.ingest.load import remove_orphan_rasters
+    from geo.jobs import recover_interrupted_jobs
+
     engine = build_engine(resolve_database_url(settings), settings)
     try:
+        if _migrated(engine):
+            # Whatever a killed run left half-done is cleaned up at the next start.
+            recover_interrupted_jobs(engine, settings.storage.staging_dir)
+            remove_orphan_rasters(engine, settings.storage.raster_dir)
         yield engine
     finally:
         engine.dispose()
@@ -79,6 +86,16 @@ def checked_database_url(settings: Settings) -> str:
     with database(settings) as engine:
         check_database(engine)
     return url
+
+
+def _migrated(engine: Any) -> bool:
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        return inspect(engine).has_table("jobs")
+    except OperationalError:
+        return False
 
 
 # -- serve ------------------------------------------------------------------------------
@@ -223,8 +240,6 @@ def ingest(
     """Validate FILE and load it as KIND, all or nothing, with a progress bar."""
     import json
 
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
-
     from geo.ingest.service import run_ingest_job, start_ingest_job
 
     options: dict[str, Any] = {
@@ -241,21 +256,91 @@ def ingest(
     settings = Settings()
     with database(settings) as engine:
         job_id = start_ingest_job(engine, kind, options, file.name)
-        columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn())
-        with Progress(*columns, console=console, transient=True) as bar:
-            task = bar.add_task(f"{kind} {file.name}", total=1.0)
-
-            def show(fraction: float, message: str) -> None:
-                bar.update(task, completed=fraction,
-                           description=f"{kind} {file.name}: {message}")
-
+        with progress_display(f"{kind} {file.name}") as show:
             result = run_ingest_job(engine, settings, job_id, kind, file.resolve(), file.name,
                                     options, [show])
     summary = {k: v for k, v in result.items() if k not in ("statistics", "warnings")}
+    # soft_wrap: the summary stays one line of JSON however narrow the terminal or pipe.
     out.print(f"loaded {file.name} as {kind}: {json.dumps(summary, ensure_ascii=False)}",
-              highlight=False)
+              highlight=False, soft_wrap=True)
     for warning in result.get("warnings") or []:
-        out.print(f"  note: {warning}", highlight=False)
+        out.print(f"  note: {warning}", highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def progress_display(label: str) -> Iterator[Callable[[float, str], None]]:
+    """Yield a progress callback: a live bar on a terminal, plain stderr lines otherwise."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+    if not console.is_terminal:
+        # A live bar draws nothing when stderr is a pipe or a log file, so say each new
+        # step, and every tenth of the way, on a line of its own.
+        shown = {"message": "", "tenth": -1}
+
+        def say(fraction: float, message: str) -> None:
+            tenth = int(fraction * 10)
+            if message != shown["message"] or tenth > shown["tenth"]:
+                shown.update(message=message, tenth=tenth)
+                console.print(f"{label}: {message} ({fraction:.0%})", highlight=False,
+                              soft_wrap=True)
+
+        yield say
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(label, total=1.0)
+
+        def show(fraction: float, message: str) -> None:
+            bar.update(task, completed=fraction, description=f"{label}: {message}")
+
+        yield show
+
+
+# -- score ------------------------------------------------------------------------------
+@app.command()
+@friendly_errors
+def score(
+    window_end: str = typer.Option(None, help="Last day of the conflict window (ISO date) "
+                                   "[default: the newest event]"),
+    window_months: int = typer.Option(12, help="Length of the conflict window in months"),
+    band_km: float = typer.Option(25.0, help="Spill-over band around a locality, km"),
+    scheduler: str = typer.Option(None, envvar="RISKATLAS_DASK_SCHEDULER",
+                                  help="Dask scheduler address for the exposure step "
+                                  "[default: a local process pool]"),
+) -> None:
+    """Compute a full score run over the current data (every level), with a progress bar."""
+    import json
+
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+    from geo.runs import run_scores
+
+    parameters: dict[str, Any] = {"window_months": window_months, "band_km": band_km}
+    if window_end:
+        parameters["window_end"] = window_end
+    settings = Settings()
+    with database(settings) as engine, _executor(scheduler) as executor:
+        columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn())
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task("score run", total=1.0)
+
+            def show(fraction: float, message: str) -> None:
+                bar.update(task, completed=fraction, description=f"score run: {message}")
+
+            summary = run_scores(engine, settings, executor=executor, listeners=[show],
+                                 parameters=parameters)
+    out.print(json.dumps(summary, indent=2, ensure_ascii=False), highlight=False)
+
+
+@contextmanager
+def _executor(scheduler: str | None) -> Iterator[Any]:
+    if not scheduler:
+        yield None
+        return
+    from dask.distributed import Client
+
+    with Client(scheduler) as client:
+        yield client.get_executor()
 
 
 # -- keys -------------------------------------------------------------------------------
@@ -286,8 +371,6 @@ def demo_load(
     seed: int = typer.Option(20261125, help="Seed of the generator (same seed, same region)"),
 ) -> None:
     """Generate the synthetic demo region and load it through the normal ingestion paths."""
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
-
     from geo.demo_load import load_demo
 
     settings = Settings()
@@ -295,15 +378,8 @@ def demo_load(
     from geo.migrate import upgrade
 
     upgrade(url)
-    with database(settings) as engine:
-        columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn())
-        with Progress(*columns, console=console, transient=True) as bar:
-            task = bar.add_task("demo", total=1.0)
-
-            def show(fraction: float, message: str) -> None:
-                bar.update(task, completed=fraction, description=f"demo: {message}")
-
-            summary = load_demo(engine, settings, seed=seed, progress=show)
+    with database(settings) as engine, progress_display("demo") as show:
+        summary = load_demo(engine, settings, seed=seed, progress=show)
     out.print(summary.describe(), highlight=False)
 
 

@@ -107,6 +107,12 @@ def run_job(
     return result
 
 
+def fail_job(engine: Engine, job_id: uuid.UUID, message: str) -> None:
+    """Mark a job failed before it ran (its preparation went wrong)."""
+    _set(engine, job_id, status="failed", finished_at=func.now(), message=message,
+         errors=[{"code": "invalid_input", "problem": message}])
+
+
 def _set(engine: Engine, job_id: uuid.UUID, **values: Any) -> None:
     with engine.begin() as conn:
         conn.execute(update(Job).where(Job.id == job_id).values(**values))

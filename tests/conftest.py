@@ -143,3 +143,50 @@ def shared_file(*parts: str) -> Path:
 
 
 os.environ.setdefault("RISKATLAS_TESTING", "1")
+
+
+@pytest.fixture(scope="session")
+def demo_settings(new_database: Callable[[str], str]) -> Iterator[Settings]:
+    """Settings of a separate database holding the demo region, loaded once per session."""
+    from geo.db import build_engine
+    from geo.demo_load import load_demo
+
+    url = new_database("riskatlas_demo")
+    upgrade(url)
+    root = _public_tmpdir("riskatlas-demo-")
+    settings = Settings(database=DatabaseSettings(url=url),
+                        storage=StorageSettings(data_dir=root))
+    engine = build_engine(url, settings)
+    try:
+        load_demo(engine, settings)
+    finally:
+        engine.dispose()
+    yield settings
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def demo_run(demo_settings: Settings) -> dict:
+    """The summary of one score run over the demo region."""
+    from geo.db import build_engine
+    from geo.runs import run_scores
+
+    engine = build_engine(demo_settings.database.url or "", demo_settings)
+    try:
+        return run_scores(engine, demo_settings)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def demo_server(demo_settings: Settings, demo_run: dict) -> Iterator[LiveServer]:
+    """The app over the scored demo region, on real HTTP."""
+    with LiveServer(demo_settings) as server:
+        yield server
+
+
+@pytest.fixture()
+def demo_http(demo_server: LiveServer) -> Iterator[httpx.Client]:
+    """An HTTP client on the demo server."""
+    with httpx.Client(base_url=demo_server.base_url, timeout=120) as client:
+        yield client

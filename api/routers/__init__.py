@@ -1,5 +1,5 @@
 """Every router of the API, collected in one place."""
 
-from api.routers import health, jobs, uploads
+from api.routers import health, jobs, runs, uploads
 
-ROUTERS = [health.router, jobs.router, uploads.router]
+ROUTERS = [health.router, jobs.router, uploads.router, runs.router]
