@@ -37,10 +37,10 @@ CurrentRole = Annotated[str, Depends(current_role)]
 def require_role(minimum: str) -> Callable[[str], str]:
     """Return a dependency that admits callers at `minimum` or above: 401 without key, 403 weak."""
 
-    def check(role: CurrentRole) -> str:
+    def check(request: Request, role: CurrentRole) -> str:
         if role_rank(role) >= role_rank(minimum):
             return role
-        if role == "public":
+        if presented_key(request) is None:
             raise HTTPException(401, f"this needs an API key with the {minimum} role",
                                 headers={"WWW-Authenticate": "Bearer"})
         raise HTTPException(403, f"this needs the {minimum} role; your key has {role}")

@@ -370,17 +370,22 @@ def keys_create(
 def demo_load(
     seed: int = typer.Option(20261125, help="Seed of the generator (same seed, same region)"),
 ) -> None:
-    """Generate the synthetic demo region and load it through the normal ingestion paths."""
+    """Generate the demo region, load it through the normal ingestion paths, and score it."""
     from geo.demo_load import load_demo
+    from geo.migrate import upgrade
+    from geo.runs import latest_run_id, run_scores
 
     settings = Settings()
-    url = checked_database_url(settings)
-    from geo.migrate import upgrade
-
-    upgrade(url)
-    with database(settings) as engine, progress_display("demo") as show:
-        summary = load_demo(engine, settings, seed=seed, progress=show)
-    out.print(summary.describe(), highlight=False)
+    upgrade(checked_database_url(settings))
+    with database(settings) as engine:
+        with progress_display("demo") as show:
+            summary = load_demo(engine, settings, seed=seed, progress=show)
+        out.print(summary.describe(), highlight=False)
+        if latest_run_id(engine) is None:
+            with progress_display("score run") as show:
+                result = run_scores(engine, settings, listeners=[show])
+            out.print(f"scored {result['localities']} localities in run {result['run_id']}; "
+                      f"{result['compounded']} in compounded stress", highlight=False)
 
 
 def main() -> None:

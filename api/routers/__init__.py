@@ -1,5 +1,5 @@
 """Every router of the API, collected in one place."""
 
-from api.routers import health, jobs, runs, uploads
+from api.routers import health, jobs, localities, runs, uploads
 
-ROUTERS = [health.router, jobs.router, uploads.router, runs.router]
+ROUTERS = [health.router, jobs.router, uploads.router, runs.router, localities.router]
