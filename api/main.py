@@ -55,6 +55,13 @@ def create_app(
             yield
         finally:
             app.state.jobs.shutdown(wait=True, cancel_futures=False)
+            # Tile services keep connections and open COGs of their own; give them back.
+            tiles = getattr(app.state, "tile_service", None)
+            if tiles is not None and tiles.connections is not None:
+                tiles.connections.close()
+            rasters = getattr(app.state, "raster_tile_service", None)
+            if rasters is not None:
+                rasters.readers.close()
             engine.dispose()
 
     app = FastAPI(

@@ -369,3 +369,23 @@ class ApiKey(Base):
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = _now()
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LocalityTileGeometry(Base):
+    """A locality's outline in Web Mercator, simplified once per zoom band, for vector tiles."""
+
+    __tablename__ = "locality_tile_geometry"
+
+    locality_id: Mapped[int] = mapped_column(
+        ForeignKey("localities.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Copied from localities so a tile needs no join with them; refreshed with the geometry.
+    code: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(Text)
+    level: Mapped[int] = mapped_column(SmallInteger, index=True)
+    population: Mapped[float | None] = mapped_column(Float)
+    geom_z0_5: Mapped[Any] = mapped_column(Geometry("GEOMETRY", srid=3857, spatial_index=True))
+    geom_z6_8: Mapped[Any] = mapped_column(Geometry("GEOMETRY", srid=3857, spatial_index=True))
+    geom_z9_10: Mapped[Any] = mapped_column(Geometry("GEOMETRY", srid=3857, spatial_index=True))
+    geom_z11_12: Mapped[Any] = mapped_column(Geometry("GEOMETRY", srid=3857, spatial_index=True))
+    geom_z13: Mapped[Any] = mapped_column(Geometry("GEOMETRY", srid=3857, spatial_index=True))
