@@ -240,6 +240,7 @@ def ingest(
     """Validate FILE and load it as KIND, all or nothing, with a progress bar."""
     import json
 
+    from geo.ingest.options import option_value
     from geo.ingest.service import run_ingest_job, start_ingest_job
 
     options: dict[str, Any] = {
@@ -251,7 +252,7 @@ def ingest(
         key, sep, value = item.partition("=")
         if not sep:
             raise RiskAtlasError(f"--option {item!r} must look like KEY=VALUE")
-        options[key.strip()] = json.loads(value) if value.strip()[:1] in "{[" else value
+        options[key.strip()] = option_value(value)
     options = {k: v for k, v in options.items() if v is not None}
     settings = Settings()
     with database(settings) as engine:
@@ -275,7 +276,7 @@ def progress_display(label: str) -> Iterator[Callable[[float, str], None]]:
     if not console.is_terminal:
         # A live bar draws nothing when stderr is a pipe or a log file, so say each new
         # step, and every tenth of the way, on a line of its own.
-        shown = {"message": "", "tenth": -1}
+        shown: dict[str, Any] = {"message": "", "tenth": -1}
 
         def say(fraction: float, message: str) -> None:
             tenth = int(fraction * 10)

@@ -56,6 +56,12 @@ def test_geometries_valid_and_in_4326(demo_settings: Settings) -> None:
     assert orphans == 0
 
 
+def test_tile_outlines_built_at_ingest(demo_settings: Settings) -> None:
+    rows = _query(demo_settings, "SELECT (SELECT count(*) FROM locality_tile_geometry), "
+                                 "(SELECT count(*) FROM localities)")
+    assert rows[0][0] == rows[0][1]
+
+
 def test_villages_tile_their_districts(demo_settings: Settings) -> None:
     rows = _query(demo_settings,
                   "SELECT d.code, ST_Area(d.geom::geography), "

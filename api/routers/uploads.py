@@ -17,6 +17,7 @@ from api.auth import require_role
 from api.errors import error_body
 from geo.errors import TooLargeError, ValidationError
 from geo.ingest.files import quick_check
+from geo.ingest.options import option_value
 from geo.ingest.service import run_ingest_job, start_ingest_job
 from geo.jobs import get_job
 
@@ -130,8 +131,7 @@ async def _form_options(request: Request) -> dict[str, Any]:
                                       [{"field": "options", "problem": "not an object"}])
             options.update(parsed)
         else:
-            stripped = value.strip()
-            options[key] = json.loads(stripped) if stripped.startswith("{") else value
+            options[key] = option_value(value)
     return options
 
 

@@ -51,15 +51,22 @@ def find_column(
 
 
 def require_column(
-    frame: pd.DataFrame, explicit: str | None, aliases: Sequence[str], what: str, *, file_name: str
+    frame: pd.DataFrame,
+    explicit: str | None,
+    aliases: Sequence[str],
+    what: str,
+    *,
+    file_name: str,
+    hint: str | None = None,
 ) -> str:
-    """Return the column for `what`, or raise naming the names that were looked for."""
+    """Return the column for `what`, or raise naming the names looked for (and a hint)."""
     column = find_column(frame, explicit, aliases, file_name=file_name)
     if column is None:
         available = ", ".join(map(str, frame.columns))
         fail_one(
             file_name,
-            f"no {what} column: looked for {', '.join(aliases)} (columns are: {available})",
+            f"no {what} column: looked for {', '.join(aliases)} (columns are: {available})"
+            + (f"; {hint}" if hint else ""),
         )
     return column
 

@@ -22,10 +22,13 @@ import shapely
 from sqlalchemy import Connection, Engine, text
 
 from geo.errors import ValidationError
+from geo.ingest import _columns as cols
 from geo.ingest import rasters, readers
+from geo.ingest._problems import fail, problem
 from geo.ingest.files import UploadedFile, open_upload
 from geo.ingest.options import parse_options
 from geo.settings import Settings
+from geo.tiles import refresh_tile_geometry
 
 Progress = Callable[[float, str], None]
 
@@ -133,21 +136,20 @@ def _locality_ids(conn: Connection, codes: Iterable[str]) -> dict[str, int]:
 
 
 def _unknown_codes_error(file_name: str, frame: pd.DataFrame, column: str, known: set[str],
-                         what: str = "locality code") -> None:
+                         what: str = "locality code", hint: str = "load it first") -> None:
+    """Raise naming each row (or feature) whose code is unknown, by the file's own field name."""
     unknown = frame[~frame[column].isin(known)]
     if unknown.empty:
         return
-    details = [
-        {"file": file_name, "row": int(row) if isinstance(row, (int, np.integer)) else row,
-         "field": column, "problem": f"unknown {what} {value!r}"}
-        for row, value in unknown[column].head(50).items()
-    ]
-    more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
-    raise ValidationError(
-        f"{file_name}, row {details[0]['row']}, field {column!r}: unknown {what} "
-        f"{unknown[column].iloc[0]!r}{more}; load it first",
-        details,
-    )
+    # The normalisers record which of the file's columns became `column` (e.g. ADM1_PCODE
+    # became parent_code); the user knows their field, not ours.
+    field = frame.attrs.get("source_fields", {}).get(column, column)
+    location = cols.location_label(frame)
+    fail([
+        problem(file_name, f"unknown {what} {value!r} ({hint})", field=field,
+                **{location: label.item() if isinstance(label, np.generic) else label})
+        for label, value in unknown[column].items()
+    ])
 
 
 # -- localities ---------------------------------------------------------------------------
@@ -192,6 +194,10 @@ def load_localities(engine: Engine, settings: Settings, upload: UploadedFile, op
             "names = EXCLUDED.names, dataset_id = EXCLUDED.dataset_id, "
             "area_km2 = EXCLUDED.area_km2, geom = EXCLUDED.geom"
         ), {"ds": dataset_id})
+        report(0.8, "simplifying outlines for the map tiles")
+        loaded = conn.execute(text("SELECT id FROM localities WHERE dataset_id = :ds"),
+                              {"ds": dataset_id}).scalars().all()
+        refresh_tile_geometry(conn, loaded)
     report(1.0, "done")
     levels = {str(k): int(v) for k, v in frame["level"].value_counts().sort_index().items()}
     return {"dataset_id": dataset_id, "rows": len(frame), "levels": levels, "warnings": warnings}
@@ -441,7 +447,7 @@ def load_observations(engine: Engine, settings: Settings, upload: UploadedFile, 
         _unknown_codes_error(upload.original_name, frame, "locality_code", set(localities))
         indicators = dict(conn.execute(text("SELECT code, id FROM indicators")).all())
         _unknown_codes_error(upload.original_name, frame, "indicator", set(indicators),
-                             "indicator (load the indicator metadata first)")
+                             "indicator", "load the indicator metadata first")
         dataset_id = _record_dataset(conn, "observations", upload.original_name, upload,
                                      len(frame), options, {}, work_id)
         conn.execute(text(

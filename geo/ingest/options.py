@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 import pydantic
@@ -115,3 +116,16 @@ def parse_options(kind: str, raw: dict[str, Any]) -> Any:
         raise ValidationError(
             f"option {first['field']!r} of {kind}: {first['problem']}", details
         ) from None
+
+
+def option_value(raw: str) -> Any:
+    """Return an option given as text: the JSON object or list it spells, else the text."""
+    stripped = raw.strip()
+    if stripped[:1] in ("{", "["):
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError:
+            # Plain text may start with a brace ("{draft} flood depth"); when the option
+            # needs an object, validation names it.
+            pass
+    return raw

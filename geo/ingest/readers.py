@@ -49,9 +49,6 @@ def localities_from_upload(
         code_field=options.code_field, name_field=options.name_field,
         parent_field=options.parent_field, population_field=options.population_field,
     )
-    repaired = int(source.attrs.get("repaired_polygons", 0))
-    if repaired:
-        notes.append(f"repaired {repaired} invalid polygon(s) with make_valid")
     frame["names"] = _other_names(source)
     return frame, notes
 

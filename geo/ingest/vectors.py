@@ -443,7 +443,10 @@ def normalise_localities(
     if level is None:
         fail_one(file_name, "cannot tell the admin level (no ADMn_PCODE column); pass level")
     code_col = cols.require_column(
-        frame, code_field, (f"ADM{level}_PCODE", *CODE_NAMES), file_name=file_name, what="code"
+        frame, code_field, (f"ADM{level}_PCODE", *CODE_NAMES), file_name=file_name, what="code",
+        # Codes are never invented: re-uploads, parents and every joined table key on them.
+        hint="name the column holding a stable, unique code per locality with the "
+        "code_field option",
     )
     name_col = cols.find_column(
         frame,
@@ -456,7 +459,11 @@ def normalise_localities(
     )
     pop_col = cols.find_column(frame, population_field, POPULATION_NAMES, file_name=file_name)
     codes = _codes(frame, code_col, file_name)
-    names = cols.text_values(frame, name_col) if name_col else pd.Series(None, index=frame.index)
+    names = (
+        cols.text_values(frame, name_col)
+        if name_col
+        else pd.Series(None, index=frame.index, dtype=object)
+    )
     if names.isna().any():
         notes.append(f"{int(names.isna().sum())} localities have no name; their code is shown")
         names = names.fillna(codes)
@@ -479,7 +486,13 @@ def normalise_localities(
         crs=frame.crs,
         index=frame.index,
     )
+    result.attrs["source_fields"] = _source_fields(code=code_col, parent_code=parent_col)
     return Normalised(result, notes)
+
+
+def _source_fields(**columns: str | None) -> dict[str, str]:
+    """Return which of the file's columns each normalised column came from, for messages."""
+    return {ours: str(theirs) for ours, theirs in columns.items() if theirs is not None}
 
 
 def _codes(frame: pd.DataFrame, column: str, file_name: str) -> pd.Series:
@@ -666,6 +679,7 @@ def normalise_population_table(
         frame, result[["code", "level", "year"]].astype(object).where(result.notna(), None),
         file_name=file_name, field=code_col, what="code/level/year",
     )
+    result.attrs["source_fields"] = _source_fields(code=code_col, population=pop_col)
     return Normalised(result, notes)
 
 
@@ -804,6 +818,8 @@ def normalise_observations(frame: pd.DataFrame, *, file_name: str) -> Normalised
     )
     keys = result[["locality_code", "indicator", "period", "subgroup"]]
     cols.duplicates(frame, keys, file_name=file_name, field=value_col, what="observation")
+    result.attrs["source_fields"] = _source_fields(locality_code=code_col,
+                                                   indicator=indicator_col)
     return Normalised(result, [])
 
 
@@ -851,6 +867,7 @@ def normalise_priorities(frame: pd.DataFrame, *, file_name: str) -> Normalised:
     )
     keys = result[["locality_code", "forum_date", "rank"]]
     cols.duplicates(result, keys, file_name=file_name, field="rank", what="rank")
+    result.attrs["source_fields"] = _source_fields(locality_code=code_col)
     return Normalised(result, [])
 
 
