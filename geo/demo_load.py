@@ -71,5 +71,5 @@ def load_demo(
 
 
 def _short(result: dict[str, Any]) -> str:
-    keys = ("rows", "levels", "layer", "version", "by_type", "periods", "total_population")
+    keys = ("rows", "levels", "layer", "version", "by_type", "periods", "population_by_level")
     return ", ".join(f"{k}={result[k]}" for k in keys if k in result)

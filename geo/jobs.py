@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from geo.models import Job
 
 log = logging.getLogger(__name__)
 HOST = socket.gethostname()
+UPLOAD_GRACE_S = 15 * 60
 
 
 def create_job(
@@ -132,9 +134,21 @@ def recover_interrupted_jobs(engine: Engine, staging_dir: Path) -> int:
         alive_ids = {str(job.id) for job in active if job not in dead}
     if staging_dir.exists():
         for entry in staging_dir.iterdir():
-            if entry.name not in alive_ids:
+            if entry.name not in alive_ids and not _upload_in_flight(entry):
                 shutil.rmtree(entry, ignore_errors=True)
     return len(dead)
+
+
+def _upload_in_flight(entry: Path) -> bool:
+    # An upload is saved before its job exists; another process may be writing it now.
+    # One untouched for UPLOAD_GRACE_S was abandoned by a process that died.
+    if not entry.name.startswith("upload-"):
+        return False
+    try:
+        newest = max([entry.stat().st_mtime, *(p.stat().st_mtime for p in entry.iterdir())])
+    except OSError:
+        return False
+    return time.time() - newest < UPLOAD_GRACE_S
 
 
 def _worker_alive(job: Job) -> bool:

@@ -247,8 +247,10 @@ def load_population(engine: Engine, settings: Settings, upload: UploadedFile, op
             "FROM incoming_population p WHERE l.code = p.code"
         ))
     report(1.0, "done")
+    levels = conn_levels(engine, frame["code"])
+    by_level = frame.assign(level=frame["code"].map(levels)).groupby("level")["population"]
     return {"dataset_id": dataset_id, "rows": len(frame),
-            "total_population": float(frame["population"].sum())}
+            "population_by_level": {str(k): float(v) for k, v in by_level.sum().items()}}
 
 
 # -- rasters ------------------------------------------------------------------------------
@@ -316,6 +318,14 @@ def _stats_dict(stats: rasters.RasterStats) -> dict[str, Any]:
                       "counts": list(stats.histogram_counts)},
         "approximate": stats.approximate, "density_converted": stats.density_converted,
     }
+
+
+def conn_levels(engine: Engine, codes: pd.Series) -> dict[str, int]:
+    """Return the admin level of each known code."""
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT code, level FROM localities WHERE code = ANY(:c)"),
+                            {"c": list(codes)}).all()
+    return {code: level for code, level in rows}
 
 
 def _upsert_layer(conn: Connection, role: str, options: Any) -> int:
