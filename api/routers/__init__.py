@@ -6,7 +6,3 @@ ROUTERS = [
     health.router, jobs.router, uploads.router, runs.router, localities.router, ogc.router,
     tiles.router,
 ]
-
-from api.routers import pages_api  # noqa: E402 - the map page's helpers, kept apart
-
-ROUTERS.append(pages_api.router)
