@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request
+from fastapi import Path as FastApiPath
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -51,7 +52,8 @@ class MethodologyOut(BaseModel):
 class RunRequest(BaseModel):
     """What to compute: a methodology (default: the newest stored) and run parameters."""
 
-    methodology_id: int | None = Field(None, description="Stored methodology to use")
+    methodology_id: int | None = Field(None, ge=1, le=2**31 - 1,
+                                       description="Stored methodology to use")
     window_end: str | None = Field(None, description="Last day of the conflict window, ISO date",
                                    pattern=r"^\d{4}-\d{2}-\d{2}$")
     window_months: int = Field(12, ge=1, le=120, description="Length of the conflict window")
@@ -72,7 +74,7 @@ def resolve_run(session: Any, engine: Any, run: str) -> ScoreRun:
         run_id = latest_run_id(engine)
         if run_id is None:
             raise NotFoundError("no score run has completed yet; start one with POST /api/v1/runs")
-    elif run.isdigit():
+    elif run.isdigit() and len(run) < 10:
         run_id = int(run)
     else:
         raise NotFoundError(f"no run {run!r}: use a run id or 'latest'")
@@ -118,7 +120,10 @@ def list_methodologies(session: SessionDep) -> list[Methodology]:
 
 @router.get("/methodologies/{methodology_id}", response_model=MethodologyOut,
             summary="One methodology version")
-def get_methodology(methodology_id: int, session: SessionDep) -> Methodology:
+def get_methodology(
+    session: SessionDep,
+    methodology_id: int = FastApiPath(..., ge=1, le=2**31 - 1, description="Methodology id"),
+) -> Methodology:
     """Return the stored document."""
     found = session.get(Methodology, methodology_id)
     if found is None:
