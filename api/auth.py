@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import SessionDep
 from geo.keys import role_for_secret, role_rank
@@ -32,6 +33,21 @@ def current_role(request: Request, session: SessionDep) -> str:
 
 
 CurrentRole = Annotated[str, Depends(current_role)]
+
+
+def _role_from_key(request: Request) -> str:
+    with request.app.state.sessions() as session:
+        return current_role(request, session)
+
+
+async def caller_role(request: Request) -> str:
+    """Return the caller's role; without a key no database round trip is made (hot path)."""
+    if presented_key(request) is None:
+        return "public"
+    return await run_in_threadpool(_role_from_key, request)
+
+
+FastRole = Annotated[str, Depends(caller_role)]
 
 
 def require_role(minimum: str) -> Callable[[str], str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
 import sys
 from collections.abc import Callable, Iterator
@@ -105,6 +106,8 @@ def serve(
     host: str = typer.Option(None, help="Interface to listen on [default: 127.0.0.1]"),
     port: int = typer.Option(None, help="Port to listen on [default: 8000]"),
     migrate: bool = typer.Option(True, help="Apply pending migrations before serving"),
+    workers: int = typer.Option(1, min=1, max=64,
+                                help="Worker processes (one per core serves most traffic)"),
 ) -> None:
     """Serve the API and the map; starts the embedded database when DATABASE_URL is unset."""
     import uvicorn
@@ -121,7 +124,14 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     out.print(f"riskatlas is serving on http://{api_settings.host}:{api_settings.port}/ "
               f"(database {describe_url(url)}); press Ctrl+C to stop", highlight=False)
-    uvicorn.run(create_app(settings, api_settings), host=api_settings.host,
+    if workers == 1:
+        uvicorn.run(create_app(settings, api_settings), host=api_settings.host,
+                    port=api_settings.port, log_level="info")
+        return
+    # Worker processes build their own app from the environment: point them at the same
+    # database (the embedded cluster started above, or DATABASE_URL).
+    os.environ["DATABASE_URL"] = url
+    uvicorn.run("api.main:create_app", factory=True, workers=workers, host=api_settings.host,
                 port=api_settings.port, log_level="info")
 
 

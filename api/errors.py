@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from geo import errors
 
@@ -71,8 +73,37 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+class RejectNulBytes:
+    """Answer 422 to a request whose path or query holds a NUL byte.
+
+    PostgreSQL text cannot hold NUL, so such a value would otherwise fail deep in a query;
+    no legitimate code, name or parameter contains one.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Reject the request, or pass it on untouched."""
+        if scope["type"] == "http":
+            raw_query: bytes = scope.get("query_string", b"")
+            field = None
+            if "\x00" in scope.get("path", ""):
+                field = "path"
+            elif b"%00" in raw_query or b"\x00" in raw_query:
+                pairs = parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True)
+                field = next((f"query.{k}" for k, v in pairs if "\x00" in k + v), "query")
+            if field is not None:
+                body = error_body("invalid_input", "the request has invalid parameters",
+                                  [{"field": field, "problem": "contains a NUL byte"}])
+                await JSONResponse(body, status_code=422)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map domain, HTTP and validation errors to the one JSON shape."""
+    app.add_middleware(RejectNulBytes)
     app.add_exception_handler(errors.RiskAtlasError, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _request_validation_error)

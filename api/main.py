@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api.errors import install_error_handlers
+from api.profile_cache import ProfileCache
 from api.routers import ROUTERS
 from api.settings import ApiSettings
 from frontend.pages import STATIC_DIR
@@ -32,6 +34,20 @@ def app_version() -> str:
         return "0+unknown"
 
 
+class JobExecutor(ThreadPoolExecutor):
+    """The app's job threads; every finished job (ingest or run) calls `on_done`."""
+
+    def __init__(self, workers: int, on_done: Callable[[], None]) -> None:
+        super().__init__(workers, "riskatlas-job")
+        self.on_done = on_done
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Queue `fn` like ThreadPoolExecutor.submit, and call `on_done` when it ends."""
+        future = super().submit(fn, *args, **kwargs)
+        future.add_done_callback(lambda _: self.on_done())
+        return future
+
+
 def create_app(
     settings: Settings | None = None, api_settings: ApiSettings | None = None
 ) -> FastAPI:
@@ -50,7 +66,8 @@ def create_app(
                         recovered, orphans)
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
-        app.state.jobs = ThreadPoolExecutor(api_settings.job_workers, "riskatlas-job")
+        # New data or a new run may change any cached profile.
+        app.state.jobs = JobExecutor(api_settings.job_workers, app.state.profiles.clear)
         try:
             yield
         finally:
@@ -76,6 +93,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.api_settings = api_settings
+    app.state.profiles = ProfileCache()
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

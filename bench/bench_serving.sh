@@ -9,7 +9,7 @@
 # database riskatlas_bench there, copy the bench localities into our schema (code = bench id),
 # add one succeeded score run with scores derived from the bench columns, precompute the tile
 # geometry, register the COG as hazard layer `bench_hazard`; then serve riskatlas twice:
-#   1. tile caches off  -> ours-mvt, ours-png, ours-api   (uncached numbers)
+#   1. tile caches off  -> ours-mvt, ours-png, ours-api (OGC item), ours-risk (risk profile)
 #   2. tile caches on   -> ours-mvt-cached, ours-png-cached
 # and hand the URL templates to run_anchors.sh --targets-only; summarize.py prints the table.
 # Options (passed through to run_anchors.sh): --reps N --duration S --zooms LIST --conns C
@@ -73,7 +73,7 @@ fi
 if ! pg_isready -q -h 127.0.0.1 -p "$BENCH_PGPORT"; then
   "$ANCHORS/pg_cluster.sh" up | tee -a "$OUT/bench.log"; PG_STARTED=1
 fi
-ls /tmp/benchdata/tiles_z*.txt >/dev/null 2>&1 && [ -s "$COG" ] || {
+ls "${BENCH_DATA:-/tmp/benchdata}"/tiles_z*.txt >/dev/null 2>&1 && [ -s "$COG" ] || {
   echo "bench data missing: run $ANCHORS/run_anchors.sh --targets-only once (it generates it)" >&2
   exit 3; }
 
@@ -157,11 +157,15 @@ BASE=http://127.0.0.1:$PORT
 MVT="$BASE/tiles/localities/{z}/{x}/{y}.mvt"
 PNG="$BASE/tiles/hazards/bench_hazard/{z}/{x}/{y}.png?rescale=0,10&colormap=viridis"
 ITEM="$BASE/ogc/collections/localities/items/{id}"
+# The risk profile: the first lookup of a code reads PostGIS, repeats come from memory; wrk
+# picks codes at random from all 20,000, so the run mixes both as real polling clients would.
+RISK="$BASE/api/v1/localities/{id}/risk"
 
 cd "$REPO"
 start_server RISKATLAS_TILES_CACHE_ENTRIES=0
 "$ANCHORS/run_anchors.sh" --targets-only "${PASS[@]+"${PASS[@]}"}" --out "$OUT" \
-  --target ours-mvt="$MVT" --target ours-png="$PNG" --target ours-api="$ITEM"
+  --target ours-mvt="$MVT" --target ours-png="$PNG" --target ours-api="$ITEM" \
+  --target ours-risk="$RISK"
 stop_server
 start_server RISKATLAS_TILES_CACHE_ENTRIES=100000
 "$ANCHORS/run_anchors.sh" --targets-only "${PASS[@]+"${PASS[@]}"}" --out "$OUT" \

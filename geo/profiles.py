@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -145,15 +146,13 @@ def risk_profile(conn: Connection, code: str, run: dict[str, Any], role: str,
     """Return everything that explains one locality's score in one run, as the role may see it."""
     locality = get_locality(conn, code)
     row = conn.execute(text(
-        "SELECT r.*, (SELECT count(*) FROM score_results x JOIN localities y ON y.id = "
-        "x.locality_id WHERE x.run_id = r.run_id AND y.level = l.level) AS of_level, "
-        "(SELECT count(*) FROM score_results x JOIN localities y ON y.id = x.locality_id "
-        "WHERE x.run_id = r.run_id AND y.parent_code IS NOT DISTINCT FROM l.parent_code "
-        "AND y.level = l.level) AS of_parent FROM score_results r JOIN localities l "
-        "ON l.id = r.locality_id WHERE r.run_id = :run AND l.code = :code"),
+        "SELECT r.* FROM score_results r JOIN localities l ON l.id = r.locality_id "
+        "WHERE r.run_id = :run AND l.code = :code"),
         {"run": run["id"], "code": code}).mappings().first()
     if row is None:
         raise NotFoundError(f"locality {code!r} has no scores in run {run['id']}")
+    of_level, of_parent = _ranked_counts(conn, run["id"], locality["level"],
+                                         locality["parent_code"])
     details = row["details"] or {}
     profile = {
         "locality": locality, "run": run,
@@ -161,8 +160,8 @@ def risk_profile(conn: Connection, code: str, run: dict[str, Any], role: str,
                                      "compounded", "hotspot", "quadrant", "pillars",
                                      "dimensions", "components")},
         "rank": {"value": row["rank"], "low": row["rank_low"], "high": row["rank_high"],
-                 "in_parent": row["rank_in_parent"], "of": row["of_level"],
-                 "of_in_parent": row["of_parent"]},
+                 "in_parent": row["rank_in_parent"], "of": of_level,
+                 "of_in_parent": of_parent},
         "top_drivers": details.get("top_drivers", []),
         "top_decile_stable": details.get("top_decile_stable"),
         "hazards": _hazards_for(details.get("hazards", {}), role, k_min),
@@ -174,6 +173,31 @@ def risk_profile(conn: Connection, code: str, run: dict[str, Any], role: str,
         "institutions": institution_counts(conn, code),
     }
     return profile
+
+
+# Ranks are out of how many localities of a level (and of a parent) a run scored: a run is
+# immutable, so the counts are read once per run and database, not per profile (counting
+# 20,000 results on every lookup dominated its time).
+_RANKED_COUNTS: dict[tuple[str, int], dict[tuple[int, str | None], int]] = {}
+_RANKED_COUNTS_LOCK = threading.Lock()
+
+
+def _ranked_counts(conn: Connection, run_id: int, level: int,
+                   parent_code: str | None) -> tuple[int, int]:
+    """Return (localities of this level, of this level within this parent) scored in the run."""
+    key = (conn.engine.url.render_as_string(hide_password=True), run_id)
+    counts = _RANKED_COUNTS.get(key)
+    if counts is None:
+        rows = conn.execute(text(
+            "SELECT y.level, y.parent_code, count(*) FROM score_results x JOIN localities y "
+            "ON y.id = x.locality_id WHERE x.run_id = :run GROUP BY 1, 2"), {"run": run_id})
+        counts = {(r[0], r[1]): int(r[2]) for r in rows}
+        with _RANKED_COUNTS_LOCK:
+            if len(_RANKED_COUNTS) > 256:
+                _RANKED_COUNTS.clear()
+            _RANKED_COUNTS[key] = counts
+    of_level = sum(n for (lvl, _), n in counts.items() if lvl == level)
+    return of_level, counts.get((level, parent_code), 0)
 
 
 def _hazards_for(hazards: dict[str, Any], role: str, k_min: int) -> dict[str, Any]:

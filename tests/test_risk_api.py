@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 
 import httpx
 import psycopg
@@ -181,3 +182,39 @@ def test_layers_list_versions(demo_http: httpx.Client) -> None:
     roles = sorted(layer["role"] for layer in layers)
     assert roles == ["hazard", "hazard", "hazard", "population"]
     assert all(layer["versions"][0]["version"] >= 1 for layer in layers)
+
+
+def test_repeat_profile_lookups_are_served_gzipped_and_identical(demo_http: httpx.Client,
+                                                                 top: dict) -> None:
+    path = f"/api/v1/localities/{top['code']}/risk"
+    plain = demo_http.get(path, headers={"Accept-Encoding": "identity"})
+    assert plain.status_code == 200 and "content-encoding" not in plain.headers
+    zipped = demo_http.get(path, headers={"Accept-Encoding": "gzip"})
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert int(zipped.headers["content-length"]) < len(plain.content) / 2
+    assert zipped.json() == plain.json()
+    assert "Accept-Encoding" in zipped.headers["vary"]
+
+
+def test_new_priorities_reach_a_cached_profile(demo_settings: Settings, demo_http: httpx.Client,
+                                               tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ranking = demo_http.get("/api/v1/rankings", params={"limit": 400}).json()["items"]
+    code = next(item["code"] for item in ranking
+                if not demo_http.get(f"/api/v1/localities/{item['code']}/risk")
+                .json()["community_priorities"])
+    before = demo_http.get(f"/api/v1/localities/{code}/risk").json()  # now cached
+    assert before["community_priorities"] == []
+    forum = tmp_path / "forum.csv"
+    forum.write_text(f"locality_code,forum_date,needs\n{code},2025-03-01,water; clinic\n")
+    uploader = _key(demo_settings, "uploader")
+    accepted = demo_http.post("/api/v1/uploads/priorities", headers=uploader,
+                              files={"file": ("forum.csv", forum.read_bytes(), "text/csv")})
+    assert accepted.status_code == 202, accepted.text
+    job_url = f"/api/v1/jobs/{accepted.json()['job_id']}"
+    deadline = time.monotonic() + 60
+    while (job := demo_http.get(job_url).json())["status"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+    assert job["status"] == "succeeded", job
+    after = demo_http.get(f"/api/v1/localities/{code}/risk").json()
+    assert [p["need"] for p in after["community_priorities"]] == ["water", "clinic"]

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Path as PathParam
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
-from api.auth import CurrentRole, require_role
+from api.auth import CurrentRole, FastRole, require_role
 from api.caching import cache_headers, not_modified, run_etag
 from api.deps import EngineDep, SettingsDep
 from api.exports import csv_stream, geojson_stream, geopackage_response
+from api.profile_cache import ProfileCache
 from geo import profiles
+from geo.disclosure import may_see_subgroups
 from geo.errors import ValidationError
 
 router = APIRouter(prefix="/api/v1", tags=["localities"])
@@ -56,18 +64,51 @@ def get_locality(code: str, engine: EngineDep) -> dict[str, Any]:
 
 
 @router.get("/localities/{code}/risk", summary="A locality's risk profile: what, by what, for whom")
-def risk_profile(
-    code: str, request: Request, engine: EngineDep, settings: SettingsDep, role: CurrentRole,
+async def risk_profile(
+    request: Request, engine: EngineDep, settings: SettingsDep, role: FastRole,
+    code: str = PathParam(..., max_length=64, description="Locality code",
+                          examples=["XY010452"]),
     run: str = RunQuery,
 ) -> Response:
     """Return composite, pillars, dimensions, components with raw values, hotspot, quadrant,
     rank with its interval, hazards, conflict, access, trend, subgroup gaps (small cells
     withheld below analyst) and community priorities, with the run and methodology.
     """
+    # Other systems poll this for thousands of codes: a repeat lookup is served from memory
+    # without a database round trip (see api.profile_cache for what keeps it fresh).
+    cache: ProfileCache = request.app.state.profiles
+    resolved = cache.known_run(run)
+    if resolved is None:
+        resolved = await run_in_threadpool(_resolve_run, engine, run)
+        cache.remember_run(run, resolved)
+    etag = run_etag(request, resolved["id"], role)
+    headers = {"ETag": etag, **cache_headers(run, role), "Vary": "Authorization, Accept-Encoding"}
+    unchanged = not_modified(request, etag, headers)
+    if unchanged is not None:
+        return unchanged
+    key = (resolved["id"], code, may_see_subgroups(role))
+    packed = cache.get(key)
+    if packed is None:
+        body = await run_in_threadpool(_render_profile, engine, code, resolved, role,
+                                       settings.privacy.k_min)
+        packed = cache.put(key, body)
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(packed, media_type="application/json",
+                        headers={**headers, "Content-Encoding": "gzip"})
+    return Response(gzip.decompress(packed), media_type="application/json", headers=headers)
+
+
+def _resolve_run(engine: Engine, run: str) -> dict[str, Any]:
     with engine.connect() as conn:
-        resolved = profiles.resolve_run(conn, run)
-        body = profiles.risk_profile(conn, code, resolved, role, settings.privacy.k_min)
-    return _cached_json(request, body, resolved, run, role)
+        return profiles.resolve_run(conn, run)
+
+
+def _render_profile(engine: Engine, code: str, run: dict[str, Any], role: str,
+                    k_min: int) -> bytes:
+    with engine.connect() as conn:
+        body = profiles.risk_profile(conn, code, run, role, k_min)
+    return json.dumps(jsonable_encoder(body), ensure_ascii=False, allow_nan=False,
+                      separators=(",", ":")).encode()
 
 
 @router.get("/localities/{code}/subgroups", summary="Subgroup breakdown (analyst role)")

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import current_role, presented_key
+from api.auth import FastRole, presented_key
 from geo.keys import role_rank
 from geo.raster_tiles import RasterTileService, legend, parse_colormap, parse_rescale
 from geo.settings import TileSettings
@@ -26,19 +26,6 @@ _services_lock = threading.Lock()
 # -- dependencies --------------------------------------------------------------------------
 
 
-def _role_from_key(request: Request) -> str:
-    with request.app.state.sessions() as session:
-        return current_role(request, session)
-
-
-async def caller_role(request: Request) -> str:
-    """Return the caller's role; without a key no database round trip is made (hot path)."""
-    if presented_key(request) is None:
-        return "public"
-    return await run_in_threadpool(_role_from_key, request)
-
-
-FastRole = Annotated[str, Depends(caller_role)]
 
 
 def _service(request: Request, name: str, factory: Any) -> Any:
@@ -75,7 +62,7 @@ COLORMAP = Query(None, description="A rio-tiler colormap name (viridis, blues, y
                                    "default depends on the layer kind")
 RESCALE = Query(None, description="Value range `low,high` stretched over the colormap; "
                                   "default the layer's 2nd-98th percentile")
-VERSION = Query(None, ge=1, description="Layer version (default the newest)")
+VERSION = Query(None, ge=1, le=2**31 - 1, description="Layer version (default the newest)")
 # Tile coordinates are taken as text and checked by geo.tiles.parse_tile, so that a negative,
 # fractional or out-of-range value is a 400 naming the problem (not a generic 422).
 Z = Path(description="Zoom level, 0 .. 22 (RISKATLAS_TILES_MAX_ZOOM)", examples=["10"])
