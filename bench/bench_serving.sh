@@ -9,7 +9,9 @@
 # database riskatlas_bench there, copy the bench localities into our schema (code = bench id),
 # add one succeeded score run with scores derived from the bench columns, precompute the tile
 # geometry, register the COG as hazard layer `bench_hazard`; then serve riskatlas twice:
-#   1. tile caches off  -> ours-mvt, ours-png, ours-api (OGC item), ours-risk (risk profile)
+#   1. tile caches off  -> ours-mvt, ours-png, ours-api (OGC item), ours-risk (risk profile,
+#                          random over all 20,000 codes: mostly first lookups), ours-risk-hot2000
+#                          (the same 2,000 codes again and again: repeat lookups from memory)
 #   2. tile caches on   -> ours-mvt-cached, ours-png-cached
 # and hand the URL templates to run_anchors.sh --targets-only; summarize.py prints the table.
 # Options (passed through to run_anchors.sh): --reps N --duration S --zooms LIST --conns C
@@ -166,6 +168,9 @@ start_server RISKATLAS_TILES_CACHE_ENTRIES=0
 "$ANCHORS/run_anchors.sh" --targets-only "${PASS[@]+"${PASS[@]}"}" --out "$OUT" \
   --target ours-mvt="$MVT" --target ours-png="$PNG" --target ours-api="$ITEM" \
   --target ours-risk="$RISK"
+# A dashboard polling the same 2,000 codes: after the first pass every lookup is a repeat.
+"$ANCHORS/run_anchors.sh" --targets-only "${PASS[@]+"${PASS[@]}"}" --out "$OUT" --ids 1-2000 \
+  --target ours-risk-hot2000="$RISK"
 stop_server
 start_server RISKATLAS_TILES_CACHE_ENTRIES=100000
 "$ANCHORS/run_anchors.sh" --targets-only "${PASS[@]+"${PASS[@]}"}" --out "$OUT" \

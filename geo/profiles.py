@@ -141,27 +141,42 @@ def resolve_run(conn: Connection, run: str) -> dict[str, Any]:
 
 
 # -- risk profile -------------------------------------------------------------------------
+# One round trip per profile: the locality, its scores, the newest forum's needs and the
+# institution inventory (each subquery keeps its own order).
+PROFILE_SQL = text(
+    f"SELECT {LOCALITY_COLUMNS}, r.run_id AS scored_in, r.composite, r.completeness, "
+    "r.stressed_dimensions, r.compounded, r.hotspot, r.quadrant, r.pillars, r.dimensions, "
+    "r.components, r.rank, r.rank_low, r.rank_high, r.rank_in_parent, r.details, "
+    "(SELECT json_agg(json_build_object('forum_date', p.forum_date, 'rank', p.rank, "
+    "'need', p.need) ORDER BY p.rank) FROM community_priorities p WHERE p.locality_id = l.id "
+    "AND p.forum_date = (SELECT max(forum_date) FROM community_priorities q "
+    "WHERE q.locality_id = l.id)) AS priorities, "
+    "(SELECT json_object_agg(t.type, t.n ORDER BY t.n DESC, t.type) FROM (SELECT i.type, "
+    "count(*) AS n FROM institutions i WHERE ST_Intersects(l.geom, i.geom) GROUP BY i.type) t"
+    ") AS institutions "
+    "FROM localities l LEFT JOIN score_results r ON r.locality_id = l.id AND r.run_id = :run "
+    "WHERE l.code = :code")
+
+
 def risk_profile(conn: Connection, code: str, run: dict[str, Any], role: str,
                  k_min: int) -> dict[str, Any]:
     """Return everything that explains one locality's score in one run, as the role may see it."""
-    locality = get_locality(conn, code)
-    row = conn.execute(text(
-        "SELECT r.* FROM score_results r JOIN localities l ON l.id = r.locality_id "
-        "WHERE r.run_id = :run AND l.code = :code"),
-        {"run": run["id"], "code": code}).mappings().first()
+    row = conn.execute(PROFILE_SQL, {"run": run["id"], "code": code}).first()
     if row is None:
+        raise NotFoundError(f"no locality with code {code!r}")
+    if row.scored_in is None:
         raise NotFoundError(f"locality {code!r} has no scores in run {run['id']}")
-    of_level, of_parent = _ranked_counts(conn, run["id"], locality["level"],
-                                         locality["parent_code"])
-    details = row["details"] or {}
-    profile = {
+    locality = _item(row)
+    of_level, of_parent = _ranked_counts(conn, run["id"], row.level, row.parent_code)
+    details = row.details or {}
+    return {
         "locality": locality, "run": run,
-        **{key: row[key] for key in ("composite", "completeness", "stressed_dimensions",
-                                     "compounded", "hotspot", "quadrant", "pillars",
-                                     "dimensions", "components")},
-        "rank": {"value": row["rank"], "low": row["rank_low"], "high": row["rank_high"],
-                 "in_parent": row["rank_in_parent"], "of": of_level,
-                 "of_in_parent": of_parent},
+        **{key: getattr(row, key) for key in ("composite", "completeness",
+                                              "stressed_dimensions", "compounded", "hotspot",
+                                              "quadrant", "pillars", "dimensions",
+                                              "components")},
+        "rank": {"value": row.rank, "low": row.rank_low, "high": row.rank_high,
+                 "in_parent": row.rank_in_parent, "of": of_level, "of_in_parent": of_parent},
         "top_drivers": details.get("top_drivers", []),
         "top_decile_stable": details.get("top_decile_stable"),
         "hazards": _hazards_for(details.get("hazards", {}), role, k_min),
@@ -169,10 +184,9 @@ def risk_profile(conn: Connection, code: str, run: dict[str, Any], role: str,
         "trend": details.get("trend", {}),
         "subgroups": [suppress_cell(cell, role, k_min) for cell in details.get("subgroups", [])],
         "subgroups_visible": may_see_subgroups(role),
-        "community_priorities": community_priorities(conn, code),
-        "institutions": institution_counts(conn, code),
+        "community_priorities": row.priorities or [],
+        "institutions": {k: int(v) for k, v in (row.institutions or {}).items()},
     }
-    return profile
 
 
 # Ranks are out of how many localities of a level (and of a parent) a run scored: a run is
@@ -209,26 +223,6 @@ def _hazards_for(hazards: dict[str, Any], role: str, k_min: int) -> dict[str, An
                 entry["people_exposed_by_subgroup"], role, k_min)
         shown[name] = entry
     return shown
-
-
-def community_priorities(conn: Connection, code: str) -> list[dict[str, Any]]:
-    """Return the newest forum's ranked needs of a locality."""
-    rows = conn.execute(text(
-        "SELECT p.forum_date, p.rank, p.need FROM community_priorities p JOIN localities l "
-        "ON l.id = p.locality_id WHERE l.code = :code AND p.forum_date = (SELECT "
-        "max(forum_date) FROM community_priorities q WHERE q.locality_id = l.id) "
-        "ORDER BY p.rank"), {"code": code})
-    return [{"forum_date": r.forum_date.isoformat(), "rank": r.rank, "need": r.need}
-            for r in rows]
-
-
-def institution_counts(conn: Connection, code: str) -> dict[str, int]:
-    """Return the inventory of a locality: institutions by type."""
-    rows = conn.execute(text(
-        "SELECT i.type, count(*) FROM institutions i JOIN localities l "
-        "ON ST_Intersects(l.geom, i.geom) WHERE l.code = :code GROUP BY i.type ORDER BY 2 DESC"),
-        {"code": code})
-    return {row[0]: int(row[1]) for row in rows}
 
 
 # -- batch and rankings -----------------------------------------------------------------------
