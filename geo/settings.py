@@ -63,6 +63,11 @@ class StorageSettings(BaseSettings):
         return self.data_dir / "rasters"
 
     @property
+    def exposure_cache_dir(self) -> Path:
+        """Return the directory of exposure tables reused between score runs."""
+        return self.data_dir / "cache" / "exposure"
+
+    @property
     def staging_dir(self) -> Path:
         """Return the directory where uploads wait while their job runs."""
         return self.data_dir / "staging"

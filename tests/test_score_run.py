@@ -136,7 +136,18 @@ def test_post_run_needs_uploader_and_runs_as_a_job(demo_settings: Settings, demo
         time.sleep(1)
     assert job["status"] == "succeeded", job
     new_run = started.json()["run_id"]
-    assert demo_http.get("/api/v1/runs/latest").json()["id"] == new_run
+    latest = demo_http.get("/api/v1/runs/latest").json()
+    assert latest["id"] == new_run
+    # Boundaries and rasters did not change: exposure came from the first run's tables, and
+    # equals what that run computed.
+    assert latest["summary"]["exposure_layers_reused"] >= 3  # the demo's three hazards
+    exposure = ("SELECT l.code, r.details->'hazards' FROM score_results r JOIN localities l "
+                "ON l.id = r.locality_id WHERE r.run_id = %s ORDER BY l.code")
+    first = dict(_query(demo_settings, exposure, (demo_run["run_id"],)))
+    second = dict(_query(demo_settings, exposure, (new_run,)))
+    assert first.keys() == second.keys() and any(first.values())
+    for code, hazards in first.items():
+        assert {name: second[code][name] for name in hazards} == hazards
     # The earlier run is immutable: its results are exactly as they were.
     after = _query(demo_settings, "SELECT composite FROM score_results WHERE run_id = %s "
                                   "ORDER BY locality_id", (demo_run["run_id"],))

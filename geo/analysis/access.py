@@ -15,12 +15,23 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import rasterio
+import shapely
 from exactextract import exact_extract
-from pyproj import CRS
+from exactextract.operation import Operation
+from pyproj import CRS, Transformer
+from rasterio.transform import rowcol
+from rasterio.windows import Window
 from scipy.spatial import cKDTree
 
 from geo.analysis.conflict import local_metric_crs
-from geo.analysis.exposure import over_threshold
+from geo.analysis.exposure import (
+    MAX_BLOCK_CELLS,
+    _raster_source,
+    _read_band,
+    _uses_mask,
+    _WKBSource,
+    over_threshold,
+)
 from geo.errors import ValidationError
 
 
@@ -36,7 +47,11 @@ def _xy(geoms: gpd.GeoSeries) -> np.ndarray:
 
 def population_points(localities: gpd.GeoDataFrame, population_path: str | None = None,
                       *, metric_crs: CRS | str | None = None) -> pd.DataFrame:
-    """Return people sample points: columns code, x, y (metric CRS), weight (people)."""
+    """Return people sample points: columns code, x, y (metric CRS), weight (people), row.
+
+    `row` is the locality's position in `localities`, so per-locality sums are bincounts
+    rather than a group-by over millions of code strings.
+    """
     metric = _metric(localities, metric_crs)
     if population_path is None:
         if "population" not in localities.columns:
@@ -46,24 +61,46 @@ def population_points(localities: gpd.GeoDataFrame, population_path: str | None 
         xy = _xy(pts)
         weight = pd.to_numeric(localities["population"], errors="coerce").fillna(0.0)
         return pd.DataFrame({"code": localities.index, "x": xy[:, 0], "y": xy[:, 1],
-                             "weight": weight.to_numpy(dtype=float)})
-    with rasterio.open(population_path) as ds:
-        raster_crs = ds.crs
-    polys = localities.to_crs(raster_crs) if localities.crs != raster_crs else localities
-    frame = gpd.GeoDataFrame({"row": np.arange(len(polys))}, geometry=polys.geometry.to_numpy(),
-                             crs=raster_crs)
-    cells = exact_extract(population_path, frame, ["values", "coverage", "center_x", "center_y"],
-                          include_cols=["row"], output="pandas")
+                             "weight": weight.to_numpy(dtype=float),
+                             "row": np.arange(len(localities))})
+    rows, cx, cy, weight, raster_crs = _raster_cells(localities, population_path)
+    x, y = Transformer.from_crs(raster_crs, metric, always_xy=True).transform(cx, cy)
+    keep = weight > 0
+    rows = rows[keep]
+    return pd.DataFrame({"code": localities.index[rows], "x": np.asarray(x)[keep],
+                         "y": np.asarray(y)[keep], "weight": weight[keep], "row": rows})
+
+
+def _raster_cells(localities: gpd.GeoDataFrame, population_path: str
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, CRS]:
+    """Return (locality row, centre x, centre y, people x covered fraction) of every cell.
+
+    The raster is held in memory once (exposure's block source) and geometries go in as
+    WKB: the stock GeoDataFrame path serialises every polygon to GeoJSON and reads the
+    raster window by window.
+    """
+    with rasterio.Env(), rasterio.open(population_path) as ds:
+        raster_crs = CRS.from_user_input(ds.crs)
+        polys = localities.geometry
+        polys = polys.to_crs(raster_crs) if CRS.from_user_input(polys.crs) != raster_crs \
+            else polys
+        wkbs = [bytes(b) for b in shapely.to_wkb(polys.to_numpy())]
+        whole = Window(0, 0, ds.width, ds.height)
+        source = _raster_source(ds, "population",
+                                whole if ds.width * ds.height <= MAX_BLOCK_CELLS else None)
+        ops = [Operation(stat, stat, source)
+               for stat in ("values", "coverage", "center_x", "center_y")]
+        cells = exact_extract(source, _WKBSource(wkbs, raster_crs.to_wkt()), ops,
+                              output="pandas", strategy="feature-sequential",
+                              include_cols=["row"])
     sizes = cells["values"].map(len).to_numpy()
-    rows = np.repeat(cells["row"].to_numpy(), sizes)
-    weight = np.concatenate([*cells["values"], []]) * np.concatenate([*cells["coverage"], []])
-    pts = gpd.GeoSeries(gpd.points_from_xy(np.concatenate([*cells["center_x"], []]),
-                                           np.concatenate([*cells["center_y"], []])),
-                        crs=raster_crs).to_crs(metric)
-    xy = _xy(pts)
-    out = pd.DataFrame({"code": localities.index[rows], "x": xy[:, 0], "y": xy[:, 1],
-                        "weight": weight})
-    return out[out["weight"] > 0].reset_index(drop=True)
+    rows = np.repeat(cells["row"].to_numpy(dtype=np.int64), sizes)
+
+    def flat(column: str) -> np.ndarray:
+        return np.concatenate([*cells[column], np.empty(0)]).astype(float)
+
+    weight = np.nan_to_num(flat("values") * flat("coverage"), nan=0.0)
+    return rows, flat("center_x"), flat("center_y"), weight, raster_crs
 
 
 def _facility_xy(facilities: gpd.GeoDataFrame, metric: CRS) -> np.ndarray:
@@ -74,11 +111,30 @@ def _facility_xy(facilities: gpd.GeoDataFrame, metric: CRS) -> np.ndarray:
     return _xy(facilities.geometry.to_crs(metric))
 
 
+def _point_rows(points: pd.DataFrame, index: pd.Index) -> np.ndarray:
+    """Return each point's locality position in index (-1: not a locality of index)."""
+    if "row" in points.columns:
+        rows = points["row"].to_numpy(dtype=np.int64)
+        # trust the positions only if they were made for this index (checked on a sample)
+        sample = np.linspace(0, len(rows) - 1, min(len(rows), 1000)).astype(np.int64)
+        if len(rows) == 0 or (rows.min() >= 0 and rows.max() < len(index) and np.array_equal(
+                index.take(rows[sample]).to_numpy(), points["code"].to_numpy()[sample])):
+            return rows
+    return index.get_indexer(points["code"])
+
+
 def _weighted_by_locality(points: pd.DataFrame, values: np.ndarray, index: pd.Index) -> pd.Series:
-    """Return the people-weighted mean of values per locality (NaN: no people)."""
-    frame = pd.DataFrame({"code": points["code"], "w": points["weight"],
-                          "wv": points["weight"] * values})
-    sums = frame.groupby("code")[["w", "wv"]].sum().reindex(index)
+    """Return the people-weighted mean of values per locality (NaN: no people).
+
+    A pandas group-by sum (compensated, in point order) on integer locality positions:
+    the same sums as grouping by code, without hashing millions of code strings.
+    """
+    rows = _point_rows(points, index)
+    weight = points["weight"].to_numpy(dtype=float)
+    frame = pd.DataFrame({"w": weight, "wv": weight * np.asarray(values, dtype=float)})
+    sums = frame[rows >= 0].groupby(rows[rows >= 0]).sum()
+    sums = sums.reindex(np.arange(len(index)))
+    sums.index = index
     return sums["wv"] / sums["w"].where(sums["w"] > 0)
 
 
@@ -92,7 +148,8 @@ def nearest_distance_popweighted(localities: gpd.GeoDataFrame, facilities: gpd.G
         points = population_points(localities, population_path, metric_crs=metric)
     if len(facilities) == 0:
         return pd.Series(np.nan, index=localities.index, name="distance_m")
-    dist, _ = cKDTree(_facility_xy(facilities, metric)).query(points[["x", "y"]].to_numpy())
+    dist, _ = cKDTree(_facility_xy(facilities, metric)).query(points[["x", "y"]].to_numpy(),
+                                                              workers=-1)
     return _weighted_by_locality(points, dist, localities.index).rename("distance_m")
 
 
@@ -108,9 +165,29 @@ def share_within_radius(localities: gpd.GeoDataFrame, facilities: gpd.GeoDataFra
         reached = np.zeros(len(points))
     else:
         dist, _ = cKDTree(_facility_xy(facilities, metric)).query(
-            points[["x", "y"]].to_numpy(), distance_upper_bound=radius_m)
+            points[["x", "y"]].to_numpy(), distance_upper_bound=radius_m, workers=-1)
         reached = (dist <= radius_m).astype(float)
     return _weighted_by_locality(points, reached, localities.index).rename("share_within")
+
+
+def distance_and_coverage(localities: gpd.GeoDataFrame, facilities: gpd.GeoDataFrame,
+                          radius_m: float, *, points: pd.DataFrame,
+                          metric_crs: CRS | str | None = None) -> tuple[pd.Series, pd.Series]:
+    """Return nearest_distance_popweighted and share_within_radius from one k-d tree query.
+
+    A person is within the radius exactly when the nearest facility is, so one query on
+    all sample points answers both.
+    """
+    metric = _metric(localities, metric_crs)
+    if len(facilities) == 0:
+        return (pd.Series(np.nan, index=localities.index, name="distance_m"),
+                _weighted_by_locality(points, np.zeros(len(points)), localities.index)
+                .rename("share_within"))
+    dist, _ = cKDTree(_facility_xy(facilities, metric)).query(points[["x", "y"]].to_numpy(),
+                                                              workers=-1)
+    return (_weighted_by_locality(points, dist, localities.index).rename("distance_m"),
+            _weighted_by_locality(points, (dist <= radius_m).astype(float), localities.index)
+            .rename("share_within"))
 
 
 def facilities_per_10k(localities: gpd.GeoDataFrame, facilities: gpd.GeoDataFrame) -> pd.Series:
@@ -128,26 +205,35 @@ def facilities_per_10k(localities: gpd.GeoDataFrame, facilities: gpd.GeoDataFram
 
 
 def two_step_fca(demand_pop: np.ndarray, demand_xy: np.ndarray, supply_capacity: np.ndarray,
-                 supply_xy: np.ndarray, radius_m: float) -> np.ndarray:
+                 supply_xy: np.ndarray, radius_m: float, *,
+                 demand_tree: cKDTree | None = None) -> np.ndarray:
     """Return the 2SFCA accessibility (capacity per person) of each demand point.
 
     Step 1: each supply j gets R_j = capacity_j / (people within radius_m of j).
     Step 2: each demand point i gets A_i = sum of R_j over supplies within radius_m of i.
+    demand_tree: a k-d tree of demand_xy already built (one per run serves every family).
     """
     demand_pop = np.asarray(demand_pop, dtype=float)
     access = np.zeros(len(demand_pop))
     if len(supply_xy) == 0 or len(demand_pop) == 0:
         return access
-    lists = cKDTree(np.asarray(supply_xy)).query_ball_point(np.asarray(demand_xy), r=radius_m)
+    # every (supply, demand) pair within the radius: one sorted list per supply (a few
+    # thousand) rather than one per demand point (millions). Supply-major pairs with
+    # demands ascending add up in the same order as demand-major ones with supplies
+    # ascending, so both sums below are the same floats either way.
+    tree = demand_tree if demand_tree is not None else cKDTree(np.asarray(demand_xy, dtype=float))
+    lists = tree.query_ball_point(
+        np.asarray(supply_xy, dtype=float), r=radius_m, return_sorted=True, workers=-1)
     sizes = np.fromiter((len(ix) for ix in lists), dtype=np.int64, count=len(lists))
-    demand_ix = np.repeat(np.arange(len(lists)), sizes)
-    supply_ix = np.fromiter((j for ix in lists for j in ix), dtype=np.int64, count=sizes.sum())
+    supply_ix = np.repeat(np.arange(len(lists)), sizes)
+    demand_ix = (np.concatenate([np.asarray(ix, dtype=np.int64) for ix in lists])
+                 if sizes.sum() else np.empty(0, dtype=np.int64))
     people_in_reach = np.bincount(supply_ix, weights=demand_pop[demand_ix],
                                   minlength=len(supply_xy))
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(people_in_reach > 0,
                          np.asarray(supply_capacity, dtype=float) / people_in_reach, 0.0)
-    np.add.at(access, demand_ix, ratio[supply_ix])
+    access += np.bincount(demand_ix, weights=ratio[supply_ix], minlength=len(demand_pop))
     return access
 
 
@@ -155,8 +241,12 @@ def two_step_fca_by_locality(localities: gpd.GeoDataFrame, facilities: gpd.GeoDa
                              radius_m: float, *, capacity_column: str | None = None,
                              population_path: str | None = None,
                              metric_crs: CRS | str | None = None,
-                             points: pd.DataFrame | None = None) -> pd.Series:
-    """Return per locality the people-weighted mean 2SFCA score (capacity per person)."""
+                             points: pd.DataFrame | None = None,
+                             demand_tree: cKDTree | None = None) -> pd.Series:
+    """Return per locality the people-weighted mean 2SFCA score (capacity per person).
+
+    demand_tree: a k-d tree of the points' x, y when the caller keeps one for reuse.
+    """
     metric = _metric(localities, metric_crs)
     if points is None:
         points = population_points(localities, population_path, metric_crs=metric)
@@ -165,7 +255,7 @@ def two_step_fca_by_locality(localities: gpd.GeoDataFrame, facilities: gpd.GeoDa
                 .to_numpy())
     supply_xy = _facility_xy(facilities, metric) if len(facilities) else np.empty((0, 2))
     scores = two_step_fca(points["weight"].to_numpy(), points[["x", "y"]].to_numpy(), capacity,
-                          supply_xy, radius_m)
+                          supply_xy, radius_m, demand_tree=demand_tree)
     return _weighted_by_locality(points, scores, localities.index).rename("fca")
 
 
@@ -181,16 +271,36 @@ def institutions_exposed(institutions: gpd.GeoDataFrame, hazard_path: str, thres
         raise ValidationError("institutions have no CRS", {"field": "institutions"})
     if len(institutions) == 0:
         return pd.Series([], index=institutions.index, dtype=bool, name="exposed")
-    with rasterio.open(hazard_path) as ds:
+    with rasterio.Env(), rasterio.open(hazard_path) as ds:
         pts = institutions.geometry.to_crs(ds.crs) if institutions.crs != ds.crs \
             else institutions.geometry
-        coords = list(zip(pts.x.to_numpy(), pts.y.to_numpy(), strict=True))
-        sampled = np.ma.concatenate(list(ds.sample(coords, indexes=1, masked=True)))
+        xs, ys = pts.x.to_numpy(dtype=float), pts.y.to_numpy(dtype=float)
+        values = _sample_by_block(ds, xs, ys)
         left, bottom, right, top = ds.bounds
-    values = sampled.astype(float).filled(np.nan)
-    xs, ys = np.array([c[0] for c in coords]), np.array([c[1] for c in coords])
     outside = (xs < left) | (xs >= right) | (ys <= bottom) | (ys > top)
     values[outside] = np.nan
     hit = over_threshold(values, threshold, polarity)  # type: ignore[arg-type]
     return pd.Series(np.nan_to_num(hit, nan=0.0) > 0, index=institutions.index, name="exposed")
 
+
+def _sample_by_block(ds: rasterio.DatasetReader, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Return band 1 at each point (NaN: off the raster or no data), like ds.sample.
+
+    The same cells as `ds.sample(masked=True)` (rows and columns from rowcol), but each
+    internal block holding points is read once, not once per point: thousands of 1x1
+    reads decompress the same COG tiles again and cost Python overhead each.
+    """
+    values = np.full(len(xs), np.nan)
+    if len(xs) == 0:
+        return values
+    rows, cols = (np.asarray(a, dtype=np.int64) for a in rowcol(ds.transform, xs, ys))
+    inside = np.flatnonzero((rows >= 0) & (rows < ds.height) & (cols >= 0) & (cols < ds.width))
+    block_h, block_w = ds.block_shapes[0]
+    use_mask = _uses_mask(ds)
+    block = (rows[inside] // block_h) * (ds.width // block_w + 1) + cols[inside] // block_w
+    for key in np.unique(block):
+        at = inside[block == key]
+        row0, col0 = int(rows[at[0]] // block_h * block_h), int(cols[at[0]] // block_w * block_w)
+        window = Window(col0, row0, min(block_w, ds.width - col0), min(block_h, ds.height - row0))
+        values[at] = _read_band(ds, window, use_mask)[rows[at] - row0, cols[at] - col0]
+    return values

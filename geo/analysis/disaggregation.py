@@ -63,7 +63,10 @@ def prepare_observations(observations: pd.DataFrame) -> pd.DataFrame:
     frame = observations.copy()
     if "sample_size" not in frame.columns:
         frame["sample_size"] = np.nan
-    frame["subgroup"] = frame["subgroup"].map(canonical_subgroup)
+    # a handful of distinct subgroups over hundreds of thousands of rows: parse each once
+    distinct = frame["subgroup"].drop_duplicates()
+    canonical = dict(zip(distinct, map(canonical_subgroup, distinct), strict=True))
+    frame["subgroup"] = frame["subgroup"].map(canonical)
     frame["period"] = frame["period"].astype(str)
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype(float)
     frame["sample_size"] = pd.to_numeric(frame["sample_size"], errors="coerce").astype(float)
