@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api.errors import install_error_handlers
-from api.profile_cache import ProfileCache
+from api.profile_cache import ProfileCache, ServeCachedProfiles
 from api.routers import ROUTERS
 from api.settings import ApiSettings
 from frontend.pages import STATIC_DIR
@@ -95,6 +95,7 @@ def create_app(
     app.state.api_settings = api_settings
     app.state.profiles = ProfileCache()
     install_error_handlers(app)
+    app.add_middleware(ServeCachedProfiles, cache=app.state.profiles)
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(pages_router)

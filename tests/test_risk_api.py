@@ -218,3 +218,27 @@ def test_new_priorities_reach_a_cached_profile(demo_settings: Settings, demo_htt
     assert job["status"] == "succeeded", job
     after = demo_http.get(f"/api/v1/localities/{code}/risk").json()
     assert [p["need"] for p in after["community_priorities"]] == ["water", "clinic"]
+
+
+def test_cached_lookups_answer_like_the_route(demo_settings: Settings, demo_http: httpx.Client,
+                                              top: dict) -> None:
+    # With a key (even a public one) a lookup always goes through the route, which fills the
+    # cache; without one, a cached profile is answered before routing. Same representation.
+    public_key = _key(demo_settings, "public")
+    path = f"/api/v1/localities/{top['code']}/risk"
+    run_id = demo_http.get(path, headers=public_key).json()["run"]["id"]
+    for params in ({}, {"run": run_id}):
+        routed = demo_http.get(path, params=params, headers=public_key)
+        cached = demo_http.get(path, params=params)
+        assert routed.status_code == cached.status_code == 200
+        assert routed.content == cached.content
+        for header in ("etag", "cache-control", "vary", "content-type"):
+            assert routed.headers[header] == cached.headers[header], header
+        revalidated = demo_http.get(path, params=params,
+                                    headers={"If-None-Match": cached.headers["etag"]})
+        assert revalidated.status_code == 304
+    # other parameters and bad keys always reach the route, which validates them
+    assert demo_http.get(path, params={"run": run_id, "extra": "x"}).status_code == 200
+    assert demo_http.get(path, params={"run": "x" * 20}).status_code == 422
+    bad_key = demo_http.get(path, headers={"Authorization": "Bearer ra_nope_nope"})
+    assert bad_key.status_code == 401

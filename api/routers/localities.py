@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 from typing import Any, Literal
 
@@ -17,7 +16,7 @@ from api.auth import CurrentRole, FastRole, require_role
 from api.caching import cache_headers, not_modified, run_etag
 from api.deps import EngineDep, SettingsDep
 from api.exports import csv_stream, geojson_stream, geopackage_response
-from api.profile_cache import ProfileCache
+from api.profile_cache import ProfileCache, profile_headers, profile_response
 from geo import profiles
 from geo.disclosure import may_see_subgroups
 from geo.errors import ValidationError
@@ -81,9 +80,9 @@ async def risk_profile(
     if resolved is None:
         resolved = await run_in_threadpool(_resolve_run, engine, run)
         cache.remember_run(run, resolved)
-    etag = run_etag(request, resolved["id"], role)
-    headers = {"ETag": etag, **cache_headers(run, role), "Vary": "Authorization, Accept-Encoding"}
-    unchanged = not_modified(request, etag, headers)
+    headers = profile_headers(resolved["id"], request.url.path,
+                              request.query_params.multi_items(), run, role)
+    unchanged = not_modified(request, headers["ETag"], headers)
     if unchanged is not None:
         return unchanged
     key = (resolved["id"], code, may_see_subgroups(role))
@@ -92,10 +91,8 @@ async def risk_profile(
         body = await run_in_threadpool(_render_profile, engine, code, resolved, role,
                                        settings.privacy.k_min)
         packed = cache.put(key, body)
-    if "gzip" in request.headers.get("accept-encoding", ""):
-        return Response(packed, media_type="application/json",
-                        headers={**headers, "Content-Encoding": "gzip"})
-    return Response(gzip.decompress(packed), media_type="application/json", headers=headers)
+    return profile_response(packed, headers, request.headers.get("if-none-match", ""),
+                            request.headers.get("accept-encoding", ""))
 
 
 def _resolve_run(engine: Engine, run: str) -> dict[str, Any]:
