@@ -153,7 +153,7 @@ class ServeCachedProfiles:
         if any(name != "run" for name, _ in query) or len(query) > 1:
             return None
         run = query[0][1] if query else "latest"
-        resolved = self.known_run(run)
+        resolved = self.cache.known_run(run)
         if resolved is None:
             return None
         packed = self.cache.get((resolved["id"], match.group(1), False))
@@ -163,7 +163,3 @@ class ServeCachedProfiles:
         headers = profile_headers(resolved["id"], Request(scope).url.path, query, run, "public")
         return profile_response(packed, headers, wanted[b"if-none-match"],
                                 wanted[b"accept-encoding"])
-
-    def known_run(self, run: str) -> dict[str, Any] | None:
-        """Return the run already resolved by the route, if any."""
-        return self.cache.known_run(run)

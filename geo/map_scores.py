@@ -7,12 +7,9 @@ dimension / indicator keys are bound parameters (never spliced into SQL).
 from __future__ import annotations
 
 import re
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Connection, text
 
@@ -151,35 +148,3 @@ def map_options(conn: Connection, run_id: int) -> dict[str, Any]:
         "max_stressed_dimensions": int(max_stressed or 0),
         "dimension_count": len(dimensions),
     }
-
-
-T = TypeVar("T")
-
-
-class RunCache:
-    """Keeps what was computed from one completed run, which never changes, for the next caller.
-
-    Options and class breaks take hundreds of milliseconds over tens of thousands of localities
-    and sit on the map's critical path; every visitor of a run asks for the same ones. Keys
-    must name the database and the run (id and completion time), so a recreated database with
-    reused run ids is never served stale entries.
-    """
-
-    def __init__(self, size: int = 128) -> None:
-        self._size = size
-        self._entries: OrderedDict[Hashable, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
-        """Return the cached value of `key`, computing and keeping it when absent."""
-        with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return self._entries[key]  # type: ignore[no-any-return]
-        # Computed outside the lock: two first callers may both compute; both get equal results.
-        value = compute()
-        with self._lock:
-            self._entries[key] = value
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
-        return value

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +10,7 @@ from sqlalchemy import Connection, text
 
 from geo.disclosure import may_see_subgroups, suppress_cell, suppress_exposed_by_subgroup
 from geo.errors import NotFoundError, ValidationError
+from geo.run_cache import RunCache
 
 MAX_LIMIT = 1000
 LOCALITY_COLUMNS = (
@@ -167,7 +167,7 @@ def risk_profile(conn: Connection, code: str, run: dict[str, Any], role: str,
     if row.scored_in is None:
         raise NotFoundError(f"locality {code!r} has no scores in run {run['id']}")
     locality = _item(row)
-    of_level, of_parent = _ranked_counts(conn, run["id"], row.level, row.parent_code)
+    of_level, of_parent = _ranked_counts(conn, run, row.level, row.parent_code)
     details = row.details or {}
     return {
         "locality": locality, "run": run,
@@ -192,24 +192,20 @@ def risk_profile(conn: Connection, code: str, run: dict[str, Any], role: str,
 # Ranks are out of how many localities of a level (and of a parent) a run scored: a run is
 # immutable, so the counts are read once per run and database, not per profile (counting
 # 20,000 results on every lookup dominated its time).
-_RANKED_COUNTS: dict[tuple[str, int], dict[tuple[int, str | None], int]] = {}
-_RANKED_COUNTS_LOCK = threading.Lock()
+_RANKED_COUNTS = RunCache(size=64)
 
 
-def _ranked_counts(conn: Connection, run_id: int, level: int,
+def _ranked_counts(conn: Connection, run: dict[str, Any], level: int,
                    parent_code: str | None) -> tuple[int, int]:
     """Return (localities of this level, of this level within this parent) scored in the run."""
-    key = (conn.engine.url.render_as_string(hide_password=True), run_id)
-    counts = _RANKED_COUNTS.get(key)
-    if counts is None:
+    def count() -> dict[tuple[int, str | None], int]:
         rows = conn.execute(text(
             "SELECT y.level, y.parent_code, count(*) FROM score_results x JOIN localities y "
-            "ON y.id = x.locality_id WHERE x.run_id = :run GROUP BY 1, 2"), {"run": run_id})
-        counts = {(r[0], r[1]): int(r[2]) for r in rows}
-        with _RANKED_COUNTS_LOCK:
-            if len(_RANKED_COUNTS) > 256:
-                _RANKED_COUNTS.clear()
-            _RANKED_COUNTS[key] = counts
+            "ON y.id = x.locality_id WHERE x.run_id = :run GROUP BY 1, 2"), {"run": run["id"]})
+        return {(r[0], r[1]): int(r[2]) for r in rows}
+
+    key = (conn.engine.url.render_as_string(hide_password=True), run["id"], run["completed_at"])
+    counts = _RANKED_COUNTS.get(key, count)
     of_level = sum(n for (lvl, _), n in counts.items() if lvl == level)
     return of_level, counts.get((level, parent_code), 0)
 

@@ -6,7 +6,8 @@ import pytest
 
 from geo.errors import NotFoundError, ValidationError
 from geo.map_classes import PALETTES, classify, integer_classes, palette_colours
-from geo.map_scores import RunCache, parse_score
+from geo.map_scores import parse_score
+from geo.run_cache import RunCache
 
 
 def test_quantiles_split_values_evenly_with_light_to_dark_colours() -> None:

@@ -242,3 +242,14 @@ def test_cached_lookups_answer_like_the_route(demo_settings: Settings, demo_http
     assert demo_http.get(path, params={"run": "x" * 20}).status_code == 422
     bad_key = demo_http.get(path, headers={"Authorization": "Bearer ra_nope_nope"})
     assert bad_key.status_code == 401
+
+
+@pytest.mark.parametrize(("path", "field"), [
+    ("/tiles/hazards/flood/legend?version=62609208483", "version"),
+    ("/api/v1/localities/" + "X" * 65 + "/risk", "code"),
+])
+def test_out_of_range_parameters_are_422_naming_the_field(demo_http: httpx.Client, path: str,
+                                                         field: str) -> None:
+    response = demo_http.get(path)
+    assert response.status_code == 422
+    assert any(d["field"].endswith(field) for d in response.json()["details"])

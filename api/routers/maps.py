@@ -11,6 +11,7 @@ from api.caching import cache_headers
 from api.deps import EngineDep
 from geo import map_scores
 from geo.map_classes import METHODS, PALETTES
+from geo.run_cache import RunCache
 
 router = APIRouter(prefix="/api/v1/map", tags=["map"])
 
@@ -18,7 +19,7 @@ RUN = Query("latest", description="Score run id, or `latest`: the newest succeed
 LEVEL = Query(None, ge=0, le=10, description="Only localities of this admin level (default all)")
 
 
-CACHE = map_scores.RunCache()
+CACHE = RunCache()
 
 
 def _run_key(engine: Engine, run: dict[str, Any]) -> tuple[str, int, str | None]:

@@ -26,8 +26,6 @@ _services_lock = threading.Lock()
 # -- dependencies --------------------------------------------------------------------------
 
 
-
-
 def _service(request: Request, name: str, factory: Any) -> Any:
     service = getattr(request.app.state, name, None)
     if service is None:
