@@ -6,7 +6,7 @@ import hashlib
 
 from fastapi import Request, Response
 
-from geo.disclosure import may_see_subgroups
+from geo.read.disclosure import may_see_subgroups
 
 
 def etag_of(run_id: int, path: str, query: list[tuple[str, str]], role: str) -> str:

@@ -324,7 +324,7 @@ def score(
 
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-    from geo.runs import run_scores
+    from geo.runs.lifecycle import run_scores
 
     parameters: dict[str, Any] = {"window_months": window_months, "band_km": band_km}
     if window_end:
@@ -382,9 +382,10 @@ def demo_load(
     seed: int = typer.Option(20261125, help="Seed of the generator (same seed, same region)"),
 ) -> None:
     """Generate the demo region, load it through the normal ingestion paths, and score it."""
-    from geo.demo_load import load_demo
+    from geo.demo.load import load_demo
     from geo.migrate import upgrade
-    from geo.runs import latest_run_id, run_scores
+    from geo.runs.lifecycle import run_scores
+    from geo.runs.lookup import latest_run_id
 
     settings = Settings()
     upgrade(checked_database_url(settings))

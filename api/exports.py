@@ -1,4 +1,4 @@
-"""HTTP responses for exports; the formats themselves live in geo/exports.py."""
+"""HTTP responses for exports; the formats themselves live in geo/read/exports.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
-from geo.exports import csv_stream, geojson_stream, write_geopackage
+from geo.read.exports import csv_stream, geojson_stream, write_geopackage
 
 __all__ = ["csv_stream", "geojson_stream", "geopackage_response"]
 

@@ -6,7 +6,6 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from fastapi import FastAPI
@@ -16,6 +15,7 @@ from api.errors import install_error_handlers
 from api.profile_cache import ProfileCache, ServeCachedProfiles
 from api.routers import ROUTERS
 from api.settings import ApiSettings
+from api.version import app_version
 from frontend.pages import STATIC_DIR
 from frontend.pages import router as pages_router
 from geo.db import build_engine, check_database, resolve_database_url, session_factory
@@ -24,14 +24,6 @@ from geo.jobs import recover_interrupted_jobs
 from geo.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def app_version() -> str:
-    """Return the installed distribution's version."""
-    try:
-        return version("riskatlas")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 class JobExecutor(ThreadPoolExecutor):

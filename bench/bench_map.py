@@ -103,7 +103,7 @@ def load_database(admin_url: str, scratch: Path) -> tuple[str, Path]:
     from geo.db import build_engine
     from geo.ingest.load import ingest
     from geo.migrate import upgrade
-    from geo.runs import ensure_methodology
+    from geo.runs.methodologies import ensure_methodology
     from geo.settings import DatabaseSettings, Settings, StorageSettings
 
     if ANCHOR_LOCALITIES.exists():

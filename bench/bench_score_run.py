@@ -46,7 +46,7 @@ from geo.db import build_engine  # noqa: E402
 from geo.embedded import EmbeddedCluster  # noqa: E402
 from geo.ingest.load import ingest  # noqa: E402
 from geo.migrate import upgrade  # noqa: E402
-from geo.runs import run_scores  # noqa: E402
+from geo.runs.lifecycle import run_scores  # noqa: E402
 from geo.settings import DatabaseSettings, Settings, StorageSettings  # noqa: E402
 
 DATA = Path(os.environ.get("BENCH_DATA", "/tmp/benchdata"))
@@ -198,7 +198,7 @@ def exposure_side_by_side(engine: object, paths: list[str], population: str | No
                           ) -> list[tuple[str, float]]:
     """Return (case, seconds) for bare exactextract and our exposure step, 1 and 2 cores."""
     from geo.analysis import exposure
-    from geo.run_inputs import load_inputs
+    from geo.runs.inputs import load_inputs
 
     inputs = load_inputs(engine)  # type: ignore[arg-type]
     localities = inputs.localities[["geom"]].set_geometry("geom")

@@ -109,7 +109,7 @@ import json, sys, time
 import rasterio
 from rasterio.warp import transform_bounds
 from sqlalchemy import create_engine, text
-from geo.tiles import refresh_tile_geometry
+from geo.ingest.tile_geometry import refresh_tile_geometry
 
 url, cog = sys.argv[1].replace("postgresql://", "postgresql+psycopg://"), sys.argv[2]
 engine = create_engine(url)

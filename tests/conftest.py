@@ -149,7 +149,7 @@ os.environ.setdefault("RISKATLAS_TESTING", "1")
 def demo_settings(new_database: Callable[[str], str]) -> Iterator[Settings]:
     """Settings of a separate database holding the demo region, loaded once per session."""
     from geo.db import build_engine
-    from geo.demo_load import load_demo
+    from geo.demo.load import load_demo
 
     url = new_database("riskatlas_demo")
     upgrade(url)
@@ -169,7 +169,7 @@ def demo_settings(new_database: Callable[[str], str]) -> Iterator[Settings]:
 def demo_run(demo_settings: Settings) -> dict:
     """The summary of one score run over the demo region."""
     from geo.db import build_engine
-    from geo.runs import run_scores
+    from geo.runs.lifecycle import run_scores
 
     engine = build_engine(demo_settings.database.url or "", demo_settings)
     try:

@@ -15,7 +15,7 @@ import rasterio
 import shapely
 from geopandas.testing import assert_geodataframe_equal
 
-from geo.demo import COUNT_RANGES, DEFAULT_SEED, DemoManifest, generate_demo
+from geo.demo.generate import COUNT_RANGES, DEFAULT_SEED, DemoManifest, generate_demo
 
 CSV_FILES = ("population.csv", "conflict_events.csv", "institutions.csv", "indicators.csv",
              "observations.csv", "priorities.csv")
@@ -327,7 +327,7 @@ def test_priorities_rank_needs_for_about_twenty_villages(out: Path, levels: dict
 
 
 def test_detached_fragments_join_their_longest_bordering_neighbour() -> None:
-    from geo._demo_admin import _absorb_fragments  # the repair a concave outline may need
+    from geo.demo.admin import _absorb_fragments  # the repair a concave outline may need
 
     box = shapely.geometry.box
     split = shapely.MultiPolygon([box(0, 0, 2, 2), box(3, 0, 3.2, 2)])  # sliver east of B

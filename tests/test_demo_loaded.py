@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from geo.demo import COUNT_RANGES
+from geo.demo.generate import COUNT_RANGES
 from geo.settings import Settings
 
 
@@ -79,7 +79,7 @@ def test_arabic_names_kept(demo_settings: Settings) -> None:
 
 def test_second_load_is_a_no_op(demo_settings: Settings) -> None:
     from geo.db import build_engine
-    from geo.demo_load import load_demo
+    from geo.demo.load import load_demo
 
     before = _query(demo_settings, "SELECT count(*) FROM localities")[0][0]
     engine = build_engine(demo_settings.database.url or "", demo_settings)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from geo.errors import NotFoundError, ValidationError
-from geo.map_classes import PALETTES, classify, integer_classes, palette_colours
-from geo.map_scores import parse_score
-from geo.run_cache import RunCache
+from geo.read.map_classes import PALETTES, classify, integer_classes, palette_colours
+from geo.read.map_scores import parse_score
+from geo.read.run_cache import RunCache
 
 
 def test_quantiles_split_values_evenly_with_light_to_dark_colours() -> None:

@@ -21,7 +21,8 @@ from geo.analysis.methodology import load_default_methodology
 from geo.db import build_engine
 from geo.ingest.load import ingest
 from geo.migrate import upgrade
-from geo.runs import ensure_methodology, execute_score_run, start_score_run
+from geo.runs.lifecycle import execute_score_run, start_score_run
+from geo.runs.methodologies import ensure_methodology
 from geo.settings import DatabaseSettings, Settings, StorageSettings
 from tests.conftest import SHARED_DATA, _public_tmpdir
 

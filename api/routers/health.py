@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from api.deps import EngineDep
+from api.version import app_version
 from geo.errors import DatabaseUnavailableError
 from geo.status import database_status
 
@@ -41,8 +42,6 @@ class Health(BaseModel):
 @router.get("/healthz", response_model=Health, summary="App and database health")
 def healthz(engine: EngineDep) -> JSONResponse:
     """Return 200 when the database is up and migrated, 503 with the reason otherwise."""
-    from api.main import app_version
-
     try:
         database = DatabaseHealth(status="up", **database_status(engine))
     except DatabaseUnavailableError as exc:

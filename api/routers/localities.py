@@ -17,9 +17,9 @@ from api.caching import cache_headers, not_modified, run_etag
 from api.deps import EngineDep, SettingsDep
 from api.exports import csv_stream, geojson_stream, geopackage_response
 from api.profile_cache import ProfileCache, profile_headers, profile_response
-from geo import profiles
-from geo.disclosure import may_see_subgroups
 from geo.errors import ValidationError
+from geo.read import profiles
+from geo.read.disclosure import may_see_subgroups
 
 router = APIRouter(prefix="/api/v1", tags=["localities"])
 

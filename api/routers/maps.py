@@ -9,9 +9,9 @@ from sqlalchemy import Engine
 
 from api.caching import cache_headers
 from api.deps import EngineDep
-from geo import map_scores
-from geo.map_classes import METHODS, PALETTES
-from geo.run_cache import RunCache
+from geo.read import map_scores
+from geo.read.map_classes import METHODS, PALETTES
+from geo.read.run_cache import RunCache
 
 router = APIRouter(prefix="/api/v1/map", tags=["map"])
 

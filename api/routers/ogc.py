@@ -15,9 +15,9 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from api.routers.tiles import FastRole, Tiles
-from geo import features
 from geo.errors import ValidationError
 from geo.keys import role_rank
+from geo.read import features
 
 router = APIRouter(prefix="/ogc", tags=["OGC API - Features"])
 

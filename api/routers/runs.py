@@ -16,7 +16,9 @@ from api.auth import require_role
 from api.deps import EngineDep, SessionDep
 from geo.errors import NotFoundError
 from geo.models import Methodology, ScoreRun
-from geo.runs import ensure_methodology, execute_score_run, latest_run_id, start_score_run
+from geo.runs.lifecycle import execute_score_run, start_score_run
+from geo.runs.lookup import latest_run_id
+from geo.runs.methodologies import ensure_methodology
 
 router = APIRouter(prefix="/api/v1", tags=["runs"])
 

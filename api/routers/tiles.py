@@ -12,9 +12,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import FastRole, presented_key
 from geo.keys import role_rank
-from geo.raster_tiles import RasterTileService, legend, parse_colormap, parse_rescale
+from geo.read.raster_tiles import RasterTileService, legend, parse_colormap, parse_rescale
+from geo.read.tiles import TileService, parse_tile
 from geo.settings import TileSettings
-from geo.tiles import TileService, parse_tile
 
 router = APIRouter(prefix="/tiles", tags=["tiles"])
 
@@ -61,7 +61,7 @@ COLORMAP = Query(None, description="A rio-tiler colormap name (viridis, blues, y
 RESCALE = Query(None, description="Value range `low,high` stretched over the colormap; "
                                   "default the layer's 2nd-98th percentile")
 VERSION = Query(None, ge=1, le=2**31 - 1, description="Layer version (default the newest)")
-# Tile coordinates are taken as text and checked by geo.tiles.parse_tile, so that a negative,
+# Tile coordinates are taken as text and checked by geo.read.tiles.parse_tile, so that a negative,
 # fractional or out-of-range value is a 400 naming the problem (not a generic 422).
 Z = Path(description="Zoom level, 0 .. 22 (RISKATLAS_TILES_MAX_ZOOM)", examples=["10"])
 X = Path(description="Column, 0 .. 2^z - 1 (WebMercatorQuad, XYZ scheme)", examples=["531"])

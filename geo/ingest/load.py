@@ -27,8 +27,8 @@ from geo.ingest import rasters, readers
 from geo.ingest._problems import fail, problem
 from geo.ingest.files import UploadedFile, open_upload
 from geo.ingest.options import parse_options
+from geo.ingest.tile_geometry import refresh_tile_geometry
 from geo.settings import Settings
-from geo.tiles import refresh_tile_geometry
 
 Progress = Callable[[float, str], None]
 

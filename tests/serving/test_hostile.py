@@ -14,8 +14,8 @@ import psycopg
 import pytest
 from sqlalchemy import create_engine
 
+from geo.ingest.tile_geometry import refresh_tile_geometry
 from geo.settings import TileSettings
-from geo.tiles import refresh_tile_geometry
 
 HOSTILE = [
     "' OR 1=1 --",

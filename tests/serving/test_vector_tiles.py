@@ -12,8 +12,8 @@ import psycopg
 import pytest
 from sqlalchemy import create_engine
 
+from geo.ingest.tile_geometry import BANDS, refresh_tile_geometry
 from geo.keys import create_key
-from geo.tiles import BANDS, refresh_tile_geometry
 
 
 def _sql(db_url: str) -> str:

@@ -20,8 +20,7 @@ from rio_tiler.io import Reader
 from sqlalchemy import Engine, text
 
 from geo.errors import NotFoundError, ValidationError
-from geo.settings import TileSettings
-from geo.tiles import (
+from geo.read.tiles import (
     CachedTile,
     QueryGate,
     TileAddress,
@@ -29,6 +28,7 @@ from geo.tiles import (
     make_etag,
     translate_query_errors,
 )
+from geo.settings import TileSettings
 
 # A layer kind's natural colormap; a layer where higher is better gets it reversed.
 KIND_COLORMAPS = {

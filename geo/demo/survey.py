@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from geo._demo_admin import AdminUnits
-from geo._demo_events import locate
-from geo._demo_landscape import Landscape, to_km
+from geo.demo.admin import AdminUnits
+from geo.demo.events import locate
+from geo.demo.landscape import Landscape, to_km
 
 BASELINE, FOLLOW_UP = "2024", "2026"
 PERIODS = (BASELINE, FOLLOW_UP)

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from geo.demo import generate_demo
+from geo.demo.generate import generate_demo
 from geo.ingest.service import run_ingest_job, start_ingest_job
 from geo.settings import Settings
 

@@ -24,17 +24,17 @@ import numpy as np
 import pandas as pd
 import rasterio
 
-from geo import _demo_survey as survey
-from geo._demo_admin import (
+from geo.demo import survey
+from geo.demo.admin import (
     GOVERNORATE_AR,
     GOVERNORATE_CODE,
     GOVERNORATE_EN,
     AdminUnits,
     make_admin_units,
 )
-from geo._demo_events import conflict_events, institutions
-from geo._demo_landscape import NODATA, Landscape, make_landscape
-from geo._demo_rasters import HAZARDS, hazard_arrays, population_counts, village_id_grid
+from geo.demo.events import conflict_events, institutions
+from geo.demo.landscape import NODATA, Landscape, make_landscape
+from geo.demo.rasters import HAZARDS, hazard_arrays, population_counts, village_id_grid
 
 DEFAULT_SEED = 20261125
 POPULATION_YEAR = 2025
@@ -256,7 +256,7 @@ def _readme(seed: int, counts: DemoCounts) -> str:
     """Return the generated README text: what the files are and that they are synthetic."""
     return f"""# riskatlas demo region — synthetic data
 
-Everything here is **invented** by `geo.demo.generate_demo` (seed `{seed}`). The places,
+Everything here is **invented** by `geo.demo.generate.generate_demo` (seed `{seed}`). The places,
 names, people, hazards, events and survey answers do not describe any real place or person.
 The same seed always produces the same files.
 

@@ -8,8 +8,8 @@ import numpy as np
 from rasterio import features
 from scipy import ndimage
 
-from geo._demo_admin import AdminUnits
-from geo._demo_landscape import Landscape, smooth_noise
+from geo.demo.admin import AdminUnits
+from geo.demo.landscape import Landscape, smooth_noise
 
 TOTAL_POPULATION = 1_200_000
 

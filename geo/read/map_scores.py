@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from geo.errors import NotFoundError, ValidationError
-from geo.map_classes import classify, integer_classes
-from geo.tiles import check_run, latest_run_id
+from geo.read.map_classes import classify, integer_classes
+from geo.read.tiles import check_run, latest_run_id
 
 # Scores that the vector tiles carry as properties; the page styles these straight from tiles.
 TILE_SCORES = {

@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from geo.disclosure import may_see_subgroups, suppress_cell, suppress_exposed_by_subgroup
 from geo.errors import NotFoundError, ValidationError
-from geo.run_cache import RunCache
+from geo.read.disclosure import may_see_subgroups, suppress_cell, suppress_exposed_by_subgroup
+from geo.read.run_cache import RunCache
 
 MAX_LIMIT = 1000
 LOCALITY_COLUMNS = (

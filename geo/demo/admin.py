@@ -14,7 +14,7 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
-from geo._demo_landscape import (
+from geo.demo.landscape import (
     CELL_DEG,
     PRECISION_DEG,
     Landscape,

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from geo._demo_admin import GOVERNORATE_EN, AdminUnits
-from geo._demo_landscape import CELL_DEG, KM_PER_DEG_LAT, KM_PER_DEG_LON, Landscape
+from geo.demo.admin import GOVERNORATE_EN, AdminUnits
+from geo.demo.landscape import CELL_DEG, KM_PER_DEG_LAT, KM_PER_DEG_LON, Landscape
 
 N_EVENTS = 1_500
 EVENTS_START = dt.date(2023, 10, 1)
