@@ -219,29 +219,84 @@ def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g.
     out.print(f"database schema at revision {current(url) or 'base'}")
 
 
-# -- ingest -----------------------------------------------------------------------------
+# -- ingest and check ---------------------------------------------------------------------
 KINDS_HELP = (
     "localities, population, hazard, events, institutions, indicators, observations, "
     "priorities"
 )
 
 
+def _roles_help() -> str:
+    from geo.ingest.options import ROLES
+
+    return "; ".join(f"{kind}: {', '.join(roles)}" for kind, roles in ROLES.items() if roles)
+
+
+FILE_ARGUMENT = typer.Argument(
+    ..., exists=True, dir_okay=False, readable=True,
+    help="GeoTIFF, zip, GeoJSON (or a JSON array), GeoPackage, FlatGeobuf, CSV, .xlsx or YAML")
+NAME_OPTION = typer.Option(None, help="Layer name of a hazard or population raster (required "
+                           "for hazard; a re-upload under the same name becomes a new version)")
+LAYER_NAME_OPTION = typer.Option(
+    None, "--layer-name", help="Name of the layer this upload makes (events, institutions; "
+    "default: the file name without extension). A new upload under the same name replaces "
+    "the layer whole")
+HAZARD_KIND_OPTION = typer.Option(None, "--hazard-kind", help="flood, landslide, drought, heat, "
+                                  "cyclone, earthquake, climate or other: decides which "
+                                  "dimension the raster feeds")
+LAYER_OPTION = typer.Option(None, "--layer", help="Layer of a GeoPackage that holds several")
+SHEET_OPTION = typer.Option(None, help="Sheet of an .xlsx workbook, by name or number "
+                            "[default: the first]")
+FIELD_OPTION = typer.Option(
+    [], "--field", "-f", help="ROLE=COLUMN: which column plays which role when the usual "
+    "names are not used (repeatable). Roles per kind: " + _roles_help())
+DECIMAL_OPTION = typer.Option(None, help="Decimal mark of a CSV: . or , [default: , when the "
+                              "delimiter is ;]")
+DATE_FORMAT_OPTION = typer.Option(None, "--date-format",
+                                  help="Format of the dates, e.g. %d/%m/%y or %Y-%m-%d")
+SKIP_OPTION = typer.Option(False, "--skip-unknown", help="Load the rows whose locality code is "
+                           "known and list the others, instead of refusing the file")
+
+
+def _ingest_options(**flags: Any) -> dict[str, Any]:
+    """Return the options dict both `ingest` and `check` send to the one ingest path."""
+    from geo.ingest.options import field_pairs, option_value
+
+    options: dict[str, Any] = {
+        "name": flags["name"], "layer_name": flags["layer_name"], "kind": flags["hazard_kind"],
+        "unit": flags["unit"], "polarity": flags["polarity"], "threshold": flags["threshold"],
+        "level": flags["level"], "source_layer": flags["layer"], "sheet": flags["sheet"],
+        "year": flags["year"], "decimal": flags["decimal"], "date_format": flags["date_format"],
+        "value_kind": "density" if flags["density"] else None,
+        "skip_unknown": True if flags["skip_unknown"] else None,
+        "fields": field_pairs(flags["field"]) or None,
+    }
+    for item in flags["option"]:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise RiskAtlasError(f"--option {item!r} must look like KEY=VALUE")
+        options[key.strip()] = option_value(value)
+    return {k: v for k, v in options.items() if v is not None}
+
+
 @app.command()
 @friendly_errors
 def ingest(
     kind: str = typer.Argument(..., help=f"What the file holds: {KINDS_HELP}"),
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True,
-                                help="GeoTIFF, zip, GeoJSON, GeoPackage, FlatGeobuf, CSV or YAML"),
-    name: str = typer.Option(None, help="Layer name (required for hazard; a re-upload under "
-                             "the same name becomes a new version)"),
-    hazard_kind: str = typer.Option(None, "--hazard-kind",
-                                    help="flood, landslide, drought, heat, cyclone, "
-                                    "earthquake, climate or other"),
+    file: Path = FILE_ARGUMENT,
+    name: str = NAME_OPTION,
+    layer_name: str = LAYER_NAME_OPTION,
+    hazard_kind: str = HAZARD_KIND_OPTION,
     unit: str = typer.Option(None, help="Unit of the raster values, e.g. m"),
     polarity: str = typer.Option(None, help="higher_is_worse (default) or higher_is_better"),
     threshold: float = typer.Option(None, help="Hazard value from which a cell is exposed"),
     level: int = typer.Option(None, help="Admin level of a boundary file (else inferred)"),
-    layer: str = typer.Option(None, help="Event layer to add events to [default: conflict]"),
+    layer: str = LAYER_OPTION,
+    sheet: str = SHEET_OPTION,
+    field: list[str] = FIELD_OPTION,
+    decimal: str = DECIMAL_OPTION,
+    date_format: str = DATE_FORMAT_OPTION,
+    skip_unknown: bool = SKIP_OPTION,
     density: bool = typer.Option(False, help="Population raster holds people per km²"),
     year: int = typer.Option(None, help="Reference year of a population table"),
     option: list[str] = typer.Option(
@@ -250,32 +305,123 @@ def ingest(
     """Validate FILE and load it as KIND, all or nothing, with a progress bar."""
     import json
 
-    from geo.ingest.options import option_value
     from geo.ingest.service import run_ingest_job, start_ingest_job
 
-    options: dict[str, Any] = {
-        "name": name, "kind": hazard_kind, "unit": unit, "polarity": polarity,
-        "threshold": threshold, "level": level, "layer": layer, "year": year,
-        "value_kind": "density" if density else None,
-    }
-    for item in option:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise RiskAtlasError(f"--option {item!r} must look like KEY=VALUE")
-        options[key.strip()] = option_value(value)
-    options = {k: v for k, v in options.items() if v is not None}
+    options = _ingest_options(**locals())
     settings = Settings()
     with database(settings) as engine:
         job_id = start_ingest_job(engine, kind, options, file.name)
         with progress_display(f"{kind} {file.name}") as show:
             result = run_ingest_job(engine, settings, job_id, kind, file.resolve(), file.name,
                                     options, [show])
-    summary = {k: v for k, v in result.items() if k not in ("statistics", "warnings")}
+    summary = {k: v for k, v in result.items()
+               if k not in ("statistics", "warnings", "columns", "skipped")}
     # soft_wrap: the summary stays one line of JSON however narrow the terminal or pipe.
     out.print(f"loaded {file.name} as {kind}: {json.dumps(summary, ensure_ascii=False)}",
               highlight=False, soft_wrap=True)
     for warning in result.get("warnings") or []:
         out.print(f"  note: {warning}", highlight=False, soft_wrap=True)
+    for skipped in result.get("skipped") or []:
+        out.print(f"  skipped: {_detail_lines([skipped])[0]}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@friendly_errors
+def check(
+    kind: str = typer.Argument(..., help=f"What the file holds: {KINDS_HELP}"),
+    file: Path = FILE_ARGUMENT,
+    name: str = NAME_OPTION,
+    layer_name: str = LAYER_NAME_OPTION,
+    hazard_kind: str = HAZARD_KIND_OPTION,
+    unit: str = typer.Option(None, help="Unit of the raster values, e.g. m"),
+    polarity: str = typer.Option(None, help="higher_is_worse (default) or higher_is_better"),
+    threshold: float = typer.Option(None, help="Hazard value from which a cell is exposed"),
+    level: int = typer.Option(None, help="Admin level of a boundary file (else inferred)"),
+    layer: str = LAYER_OPTION,
+    sheet: str = SHEET_OPTION,
+    field: list[str] = FIELD_OPTION,
+    decimal: str = DECIMAL_OPTION,
+    date_format: str = DATE_FORMAT_OPTION,
+    skip_unknown: bool = SKIP_OPTION,
+    density: bool = typer.Option(False, help="Population raster holds people per km²"),
+    year: int = typer.Option(None, help="Reference year of a population table"),
+    option: list[str] = typer.Option(
+        [], "--option", "-o", help="Any other option as KEY=VALUE (VALUE may be JSON)"),
+) -> None:
+    """Dry run: say what loading FILE as KIND would do and every problem, writing nothing.
+
+    Takes the same options as `ingest`. Exit status 0 when the file would load, 1 if not.
+    """
+    import json
+
+    from geo.ingest.service import check_ingest
+
+    options = _ingest_options(**locals())
+    settings = Settings()
+    with database(settings) as engine:
+        report = check_ingest(engine, settings, kind, file.resolve(), file.name, options)
+    would = report.get("would_load") or {}
+    if report["ok"]:
+        summary = {k: v for k, v in would.items()
+                   if k not in ("statistics", "warnings", "columns", "skipped")}
+        out.print(f"{file.name} would load as {kind}: {json.dumps(summary, ensure_ascii=False)}",
+                  highlight=False, soft_wrap=True)
+    else:
+        out.print(f"{file.name} would be refused: {report['message']}", highlight=False,
+                  soft_wrap=True)
+        for line in _detail_lines(report["problems"]):
+            out.print(f"  problem: {line}", highlight=False, soft_wrap=True)
+    columns = would.get("columns") or {}
+    for role, column in (columns.get("recognised") or {}).items():
+        out.print(f"  column {column!r} read as {role}", highlight=False, soft_wrap=True)
+    if columns.get("other"):
+        out.print(f"  other columns (kept as attributes or ignored): "
+                  f"{', '.join(columns['other'])}", highlight=False, soft_wrap=True)
+    for warning in would.get("warnings") or []:
+        out.print(f"  note: {warning}", highlight=False, soft_wrap=True)
+    for skipped in would.get("skipped") or []:
+        out.print(f"  would skip: {_detail_lines([skipped])[0]}", highlight=False,
+                  soft_wrap=True)
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+# -- layers -----------------------------------------------------------------------------
+layers_app = typer.Typer(help="Named layers: hazard and population rasters, event layers, "
+                         "institution inventories.", no_args_is_help=True)
+app.add_typer(layers_app, name="layers")
+
+
+@layers_app.command("list")
+@friendly_errors
+def layers_list() -> None:
+    """List every named layer with its kind, version, rows and source file."""
+    from geo.ingest.layers import list_named_layers
+
+    with database(Settings()) as engine:
+        layers = list_named_layers(engine)
+    if not layers:
+        out.print("no layers loaded yet")
+    for layer in layers:
+        out.print(f"{layer['kind']:<13} {layer['name']}  (version {layer['version']}, "
+                  f"{layer['rows']} {layer['unit']}, from {layer['source'] or '?'})",
+                  highlight=False, soft_wrap=True)
+
+
+@layers_app.command("delete")
+@friendly_errors
+def layers_delete(
+    kind: str = typer.Argument(..., help="hazard, population, events or institutions"),
+    name: str = typer.Argument(..., help="The layer's name (see `riskatlas layers list`)"),
+) -> None:
+    """Delete a named layer and everything it holds (refused while a score run is going)."""
+    from geo.ingest.layers import delete_named_layer
+
+    settings = Settings()
+    with database(settings) as engine:
+        deleted = delete_named_layer(engine, settings, kind, name)
+    out.print(f"deleted the {kind} layer {name!r} ({deleted['rows']} {deleted['unit']})",
+              highlight=False, soft_wrap=True)
 
 
 @contextmanager

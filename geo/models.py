@@ -130,6 +130,9 @@ class Locality(Base):
     population_year: Mapped[int | None] = mapped_column(SmallInteger)
     area_km2: Mapped[float | None] = mapped_column(Float)
     names: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict)
+    # True for an ancestor made by dissolving its children's file on their parent-code
+    # column; the real boundary file of that level replaces it when it is loaded.
+    derived: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"))
     geom: Mapped[Any] = mapped_column(Geometry("MULTIPOLYGON", srid=4326, spatial_index=True))
 
@@ -194,6 +197,9 @@ class EventLayer(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     kind: Mapped[str] = mapped_column(String(40), default="conflict")
     description: Mapped[str | None] = mapped_column(Text)
+    # A new upload under the same name replaces the layer's events and bumps the version.
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = _now()
 
 
@@ -216,6 +222,18 @@ class Event(Base):
     geom: Mapped[Any] = mapped_column(Geometry("POINT", srid=4326, spatial_index=True))
 
 
+class InstitutionLayer(Base):
+    """A named institution inventory; a new upload under the same name replaces it whole."""
+
+    __tablename__ = "institution_layers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = _now()
+
+
 class Institution(Base):
     """A point of the institution inventory: health centre, school, NGO, ..."""
 
@@ -223,6 +241,9 @@ class Institution(Base):
     __table_args__ = (CheckConstraint("capacity IS NULL OR capacity >= 0", name="capacity"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    layer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("institution_layers.id", ondelete="CASCADE"), index=True
+    )
     type: Mapped[str] = mapped_column(String(40), index=True)
     name: Mapped[str | None] = mapped_column(Text)
     capacity: Mapped[float | None] = mapped_column(Float)

@@ -10,15 +10,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import require_role
 from api.errors import error_body
 from geo.errors import TooLargeError, ValidationError
 from geo.ingest.files import quick_check
-from geo.ingest.options import option_value
-from geo.ingest.service import run_ingest_job, start_ingest_job
+from geo.ingest.options import field_pairs, option_value
+from geo.ingest.service import check_ingest, run_ingest_job, start_ingest_job
 from geo.jobs import get_job
 
 router = APIRouter(prefix="/api/v1/uploads", tags=["uploads"])
@@ -58,18 +60,24 @@ async def upload(
     file: UploadFile = File(..., description="GeoTIFF, zipped shapefile/ASCII grid, GeoJSON, "
                             "GeoPackage, FlatGeobuf, CSV or YAML"),
     wait: bool = Query(False, description="Answer when the job has finished (201 or 4xx)"),
+    dry_run: bool = Query(False, description="Only check: answer 200 with what would be "
+                          "loaded, every problem and the columns recognised; write nothing"),
     _: str = Depends(require_role("uploader")),
 ) -> JSONResponse:
-    """Accept a file and options (form fields such as `name`, `threshold`, or one JSON `options`).
+    """Accept a file and options (form fields such as `name`, `threshold`, `field=ROLE=COLUMN`,
+    or one JSON `options`).
 
     The answer comes at once with a job id; poll `status_url`. With `wait=true` the answer
-    is the job's outcome: 201 with the result, or the 4xx that the errors deserve.
+    is the job's outcome: 201 with the result, or the 4xx that the errors deserve. With
+    `dry_run=true` the file is checked at once and nothing is recorded, not even a job.
     """
     settings = request.app.state.settings
     _check_declared_size(request, settings.storage.max_upload_bytes)
     options = await _form_options(request)
     original_name = file.filename or "upload"
     holding = settings.storage.staging_dir / f"upload-{uuid.uuid4().hex}"
+    if dry_run:
+        return await _dry_run(request, kind, file, holding, original_name, options)
     try:
         path = await _save(file, holding, settings.storage.max_upload_bytes, original_name)
         quick_check(path, original_name)
@@ -91,6 +99,18 @@ async def upload(
     except Exception:  # noqa: BLE001 - the job record holds the outcome
         pass
     return _outcome(engine, job_id, status_url)
+
+
+async def _dry_run(request: Request, kind: str, file: UploadFile, holding: Path,
+                   original_name: str, options: dict[str, Any]) -> JSONResponse:
+    settings = request.app.state.settings
+    try:
+        path = await _save(file, holding, settings.storage.max_upload_bytes, original_name)
+        report = await run_in_threadpool(check_ingest, request.app.state.engine, settings, kind,
+                                         path, original_name, options)
+    finally:
+        shutil.rmtree(holding, ignore_errors=True)
+    return JSONResponse(jsonable_encoder(report), status_code=200)
 
 
 def _outcome(engine: Any, job_id: uuid.UUID, status_url: str) -> JSONResponse:
@@ -120,7 +140,9 @@ async def _form_options(request: Request) -> dict[str, Any]:
     for key, value in form.multi_items():
         if key == "file" or not isinstance(value, str):
             continue
-        if key == "options":
+        if key == "field":
+            options.setdefault("fields", {}).update(field_pairs([value]))
+        elif key == "options":
             try:
                 parsed = json.loads(value)
             except json.JSONDecodeError as exc:

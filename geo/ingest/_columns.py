@@ -11,14 +11,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geo.ingest._problems import fail, fail_one, problem
+from geo.ingest._problems import fail_one, fail_rows, problem
 
 TRUE_WORDS = frozenset({"true", "yes", "y", "1", "t", "oui", "ya"})
 FALSE_WORDS = frozenset({"false", "no", "n", "0", "f", "", "non", "tidak"})
 # Tried in order; the first that parses every value of the column wins, so a column is
 # read one consistent way (no row-by-row guessing between day-first and month-first).
 THOUSANDS = re.compile(r"-?\d{1,3}(,\d{3})+(\.\d+)?")
-DATE_FORMATS = ("ISO8601", "%d %B %Y", "%d %b %Y", "%d/%m/%Y", "%d.%m.%Y", "%m/%d/%Y", "%Y%m%d")
+DATE_FORMATS = (
+    "ISO8601", "%d %B %Y", "%d %b %Y", "%d/%m/%Y", "%d.%m.%Y", "%m/%d/%Y", "%Y/%m/%d",
+    "%d-%m-%Y", "%Y%m%d", "%d/%m/%y", "%m/%d/%y", "%d.%m.%y",
+)
+# Words that mean "no value" in a number column (spreadsheets and exports write them);
+# in a text column they stay text ("NA" is Namibia's code).
+MISSING_NUMBER_WORDS = frozenset({"nan", "null", "none", "na", "n/a", "#n/a", "-", "--", "—"})
 
 
 def location_label(frame: pd.DataFrame) -> str:
@@ -80,17 +86,24 @@ def is_blank(value: Any) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
+def as_text(value: Any) -> str | None:
+    """Return one cell as stripped text (None when blank); an integral float loses '.0'."""
+    if is_blank(value):
+        return None
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, pd.Timestamp | dt.datetime | dt.date):
+        return value.isoformat()
+    return str(value).strip()
+
+
 def text_values(frame: pd.DataFrame, column: str) -> pd.Series:
-    """Return a column as stripped strings (None where blank); integral floats lose '.0'."""
+    """Return a column as stripped strings, None where blank, in an object Series.
 
-    def as_text(value: Any) -> str | None:
-        if is_blank(value):
-            return None
-        if isinstance(value, float | np.floating) and float(value).is_integer():
-            return str(int(value))
-        return str(value).strip()
-
-    return frame[column].map(as_text).astype(object)
+    Built element by element: `Series.map(...).astype(object)` turns None into NaN under
+    pandas 3's string dtype, and NaN is truthy, so "missing" would pass as a value.
+    """
+    return pd.Series([as_text(v) for v in frame[column]], index=frame.index, dtype=object)
 
 
 def numbers(
@@ -110,8 +123,7 @@ def numbers(
         if issue:
             details.append(problem(file_name, issue, field=column, **where(frame, label)))
         values.append(value)
-    if details:
-        fail(details)
+    fail_rows(details)
     return pd.Series(values, index=frame.index, dtype="float64")
 
 
@@ -119,9 +131,9 @@ def _one_number(
     raw: Any, *, required: bool, minimum: float | None, integer: bool
 ) -> tuple[float, str | None]:
     """Return (value, problem-or-None) for one cell."""
-    if is_blank(raw):
+    if is_blank(raw) or (isinstance(raw, str) and raw.strip().lower() in MISSING_NUMBER_WORDS):
         return math.nan, ("the value is missing" if required else None)
-    if isinstance(raw, bool):
+    if isinstance(raw, bool | np.bool_):
         return math.nan, f"{raw!r} is not a number"
     text = str(raw).strip()
     cleaned = text.replace("_", "").replace(" ", "")
@@ -142,42 +154,76 @@ def _one_number(
     return value, None
 
 
-def dates(frame: pd.DataFrame, column: str, *, file_name: str) -> pd.Series:
-    """Return a column as `datetime.date` objects; raise naming rows that do not parse."""
+def dates(
+    frame: pd.DataFrame, column: str, *, file_name: str, date_format: str | None = None
+) -> pd.Series:
+    """Return a column as `datetime.date` objects (None where unusable); report bad rows.
+
+    With `date_format` (strftime codes, e.g. %d/%m/%y) only that format is tried; otherwise
+    the first of DATE_FORMATS that reads the most values wins, so a column is read one
+    consistent way. A refusal names the format(s) tried.
+    """
     raw = frame[column]
-    if pd.api.types.is_datetime64_any_dtype(raw):
-        parsed = raw
+    if pd.api.types.is_datetime64_any_dtype(raw) and date_format is None:
+        parsed, tried = raw, "a date"
     else:
-        text = raw.map(lambda v: None if is_blank(v) else str(v).strip())
-        parsed = _best_date_parse(text)
-    bad = [label for label, value in parsed.items() if pd.isna(value)]
-    if bad:
-        details = [
-            problem(
-                file_name,
-                "the date is missing"
-                if is_blank(raw[label])
-                else f"cannot parse {str(raw[label])[:60]!r} as a date (use YYYY-MM-DD)",
-                field=column,
-                **where(frame, label),
-            )
-            for label in bad
-        ]
-        fail(details)
-    return parsed.map(lambda value: pd.Timestamp(value).date()).astype(object)
+        text = pd.Series([_date_text(v) for v in raw], index=frame.index, dtype=object)
+        parsed, tried = _best_date_parse(text, date_format)
+    details = [
+        problem(
+            file_name,
+            "the date is missing"
+            if is_blank(raw[label])
+            else f"cannot parse {str(raw[label])[:60]!r} as a date (tried {tried}; "
+            "pass the format with --date-format, e.g. %d/%m/%y)",
+            field=column,
+            **where(frame, label),
+        )
+        for label, value in parsed.items()
+        if pd.isna(value)
+    ]
+    fail_rows(details)
+    return pd.Series(
+        [None if pd.isna(value) else pd.Timestamp(value).date() for value in parsed],
+        index=frame.index, dtype=object,
+    )
 
 
-def _best_date_parse(text: pd.Series) -> pd.Series:
-    """Return the parse by the first format that reads the most values of the column."""
+def _date_text(value: Any) -> str | None:
+    """Return a cell as text for date parsing; spreadsheet datetimes keep only the date."""
+    if is_blank(value):
+        return None
+    if isinstance(value, pd.Timestamp | dt.datetime):
+        return value.date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value).strip()
+
+
+def _best_date_parse(text: pd.Series, date_format: str | None) -> tuple[pd.Series, str]:
+    """Return the parse by the format that reads the most values, and what was tried."""
+    formats = (date_format,) if date_format else DATE_FORMATS
     best: pd.Series | None = None
-    for date_format in DATE_FORMATS:
-        parsed = pd.to_datetime(text, format=date_format, errors="coerce", utc=False)
+    best_format = formats[0]
+    present = int(text.notna().sum())
+    for candidate in formats:
+        try:
+            parsed = pd.to_datetime(text, format=candidate, errors="coerce", utc=False)
+        except (ValueError, TypeError):
+            parsed = pd.Series(pd.NaT, index=text.index)
+        # Years outside 1800-2200 are misreadings ("01/01/20" read with %Y is year 20).
+        years = parsed.dt.year
+        parsed = parsed.where((years >= 1800) & (years <= 2200))
         if best is None or parsed.notna().sum() > best.notna().sum():
-            best = parsed
-        if parsed.notna().sum() == text.notna().sum():
+            best, best_format = parsed, candidate
+        if parsed.notna().sum() == present:
             break
     assert best is not None
-    return best
+    if date_format:
+        return best, f"the format {date_format}"
+    if present and best.notna().sum() == 0:
+        return best, "the formats " + ", ".join(DATE_FORMATS)
+    return best, f"the format {best_format}, which reads most of the column"
 
 
 def booleans(frame: pd.DataFrame, column: str, *, file_name: str) -> pd.Series:
@@ -185,7 +231,7 @@ def booleans(frame: pd.DataFrame, column: str, *, file_name: str) -> pd.Series:
     details = []
     values: list[bool] = []
     for label, raw in frame[column].items():
-        word = "" if is_blank(raw) else str(raw).strip().lower()
+        word = (as_text(raw) or "").lower()
         if isinstance(raw, bool | np.bool_):
             values.append(bool(raw))
         elif word in TRUE_WORDS or word in FALSE_WORDS:
@@ -200,8 +246,7 @@ def booleans(frame: pd.DataFrame, column: str, *, file_name: str) -> pd.Series:
                     **where(frame, label),
                 )
             )
-    if details:
-        fail(details)
+    fail_rows(details)
     return pd.Series(values, index=frame.index, dtype=bool)
 
 
@@ -253,5 +298,4 @@ def duplicates(
             )
         else:
             first_seen[key] = label
-    if details:
-        fail(details)
+    fail_rows(details)

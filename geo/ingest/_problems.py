@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, NoReturn
 
 from geo.errors import TooLargeError, ValidationError
@@ -51,3 +54,52 @@ def fail(details: list[dict], *, too_large: bool = False) -> NoReturn:
 def fail_one(file: str, problem_text: str, *, too_large: bool = False, **where: Any) -> NoReturn:
     """Raise an error for a single problem (see `problem` for the arguments)."""
     fail([problem(file, problem_text, **where)], too_large=too_large)
+
+
+# --- collecting row problems across columns ---------------------------------------------
+# Row-level checks (a bad number, a missing code, an unparsable date) report through
+# `fail_rows`. Inside `collecting()` they are gathered instead of raised, so that one
+# refusal (and a dry run) lists the problems of every column at once; `raise_collected`
+# then raises them together before anything is written.
+_collected: ContextVar[list[dict] | None] = ContextVar("collected_problems", default=None)
+
+
+@contextmanager
+def collecting() -> Iterator[list[dict]]:
+    """Gather row problems raised through `fail_rows` until the block ends, then raise them."""
+    token = _collected.set([])
+    try:
+        try:
+            yield _collected.get() or []
+        except ValidationError as exc:
+            # A file-level refusal after some row problems: report both, file-level first.
+            gathered = _collected.get() or []
+            if gathered and exc.details and isinstance(exc.details, list):
+                fail([*exc.details, *gathered])
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError):
+            # A consequence of a row already reported (a missing value used further on):
+            # the reported problems are the answer; without any, it is a real bug.
+            if _collected.get():
+                fail(_collected.get() or [])
+            raise
+        raise_collected()
+    finally:
+        _collected.reset(token)
+
+
+def fail_rows(details: list[dict]) -> None:
+    """Raise the row problems at once, or gather them inside `collecting()`."""
+    if not details:
+        return
+    gathered = _collected.get()
+    if gathered is None:
+        fail(details)
+    gathered.extend(details)
+
+
+def raise_collected() -> None:
+    """Raise what `collecting()` gathered so far, if anything."""
+    gathered = _collected.get()
+    if gathered:
+        fail(list(gathered))

@@ -46,13 +46,14 @@ class FileKind(StrEnum):
     FLATGEOBUF = "flatgeobuf"
     CSV = "csv"
     YAML = "yaml"
+    XLSX = "xlsx"
 
 
 RASTER_KINDS = frozenset({FileKind.GEOTIFF, FileKind.ASCII_GRID})
 VECTOR_KINDS = frozenset(
     {FileKind.SHAPEFILE, FileKind.GEOPACKAGE, FileKind.GEOJSON, FileKind.FLATGEOBUF}
 )
-TABLE_KINDS = frozenset({FileKind.CSV, FileKind.YAML})
+TABLE_KINDS = frozenset({FileKind.CSV, FileKind.YAML, FileKind.XLSX})
 
 # The fixed name each kind is staged under; GDAL sees only these.
 STAGED_NAMES: dict[FileKind, str] = {
@@ -64,9 +65,12 @@ STAGED_NAMES: dict[FileKind, str] = {
     FileKind.FLATGEOBUF: "upload.fgb",
     FileKind.CSV: "upload.csv",
     FileKind.YAML: "upload.yaml",
+    FileKind.XLSX: "upload.xlsx",
 }
 # Members of a zip that may hold a single dataset on their own (zipped GeoJSON, ...).
-SINGLE_FILE_SUFFIXES = (".tif", ".tiff", ".gpkg", ".geojson", ".json", ".fgb", ".csv")
+SINGLE_FILE_SUFFIXES = (
+    ".tif", ".tiff", ".gpkg", ".geojson", ".json", ".fgb", ".csv", ".xlsx", ".yaml", ".yml",
+)
 SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 ASCII_GRID_KEYS = ("ncols", "nrows", "xllcorner", "xllcenter", "yllcorner", "yllcenter")
 
@@ -140,6 +144,10 @@ def open_upload(
     workdir.mkdir(parents=True, exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix="upload-", dir=workdir))
     try:
+        if _is_zip(head) and _is_xlsx(path):
+            staged = directory / STAGED_NAMES[FileKind.XLSX]
+            shutil.copyfile(path, staged)
+            return UploadedFile(display_name, FileKind.XLSX, staged, directory, size)
         if _is_zip(head):
             limits = zip_limits or ZipLimits()
             return _stage_zip(path, display_name, directory, size, limits)
@@ -170,6 +178,8 @@ def sniff_kind(head: bytes, display_name: str) -> FileKind:
         return FileKind.GEOPACKAGE
     if head.startswith(b"fgb\x03"):
         return FileKind.FLATGEOBUF
+    if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        fail_one(display_name, "an old Excel .xls workbook: save it as .xlsx or CSV")
     text = _decode_head(head)
     if text is None and _is_legacy_text(head):
         fail_one(display_name, "the file is text but not UTF-8 encoded; save it as UTF-8")
@@ -208,6 +218,16 @@ def _read_head(path: Path) -> bytes:
     """Return the first bytes of a file, enough to identify it."""
     with path.open("rb") as handle:
         return handle.read(SNIFF_BYTES)
+
+
+def _is_xlsx(path: Path) -> bool:
+    """Return True for an Office Open XML workbook (a zip holding xl/workbook.xml)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist()[:1000])
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return "[Content_Types].xml" in names and "xl/workbook.xml" in names
 
 
 def _is_zip(head: bytes) -> bool:
@@ -405,6 +425,10 @@ def _stage_single_member(
     _extract(archive, entry, scratch, display_name, budget)
     with scratch.open("rb") as handle:
         head = handle.read(SNIFF_BYTES)
+    if _is_zip(head) and _is_xlsx(scratch):
+        staged = directory / STAGED_NAMES[FileKind.XLSX]
+        scratch.rename(staged)
+        return UploadedFile(display_name, FileKind.XLSX, staged, directory, size, (entry.filename,))
     if _is_zip(head):
         fail_one(display_name, "zips inside zips are not accepted", entry=entry.filename)
     if not head.strip():

@@ -20,8 +20,8 @@ def lock_key(kind: str, options: Any) -> str:
     """Return what two concurrent uploads must not share: a raster layer's name, an event layer."""
     if kind in ("hazard", "population"):
         return f"raster:{options.name}"
-    if kind == "events":
-        return f"events:{options.layer}"
+    if kind in ("events", "institutions"):
+        return f"{kind}:{options.layer_name}"
     return f"{kind}"
 
 
@@ -29,7 +29,7 @@ def start_ingest_job(
     engine: Engine, kind: str, raw_options: dict[str, Any], original_name: str
 ) -> uuid.UUID:
     """Validate the options and record a queued ingest job; ConflictError if its lock is busy."""
-    options = parse_options(kind, raw_options)
+    options = parse_options(kind, raw_options, original_name)
     params = {"kind": kind, "file": original_name, "options": options.model_dump()}
     return create_job(engine, f"ingest:{kind}", params, lock_key(kind, options))
 
@@ -57,3 +57,13 @@ def run_ingest_job(
         shutil.rmtree(settings.storage.staging_dir / str(job_id), ignore_errors=True)
         if staged_upload_dir is not None:
             shutil.rmtree(staged_upload_dir, ignore_errors=True)
+
+
+def check_ingest(
+    engine: Engine, settings: Settings, kind: str, path: Path, original_name: str,
+    raw_options: dict[str, Any],
+) -> dict[str, Any]:
+    """Return the dry run of an ingest: what would load, every problem; nothing is written."""
+    from geo.ingest.load import check_upload
+
+    return check_upload(engine, settings, kind, path, original_name, raw_options)

@@ -28,7 +28,7 @@ from pyogrio.errors import DataSourceError, FieldError, GeometryError
 
 from geo.ingest import _columns as cols
 from geo.ingest._gdal import gdal_path, vector_env
-from geo.ingest._problems import fail, fail_one, problem
+from geo.ingest._problems import fail, fail_one, fail_rows, problem
 from geo.ingest._vocabulary import INSTITUTION_TYPES, fold, institution_type
 from geo.ingest.files import FileKind, UploadedFile
 
@@ -76,17 +76,48 @@ class Normalised(NamedTuple):
 # --- reading --------------------------------------------------------------------------
 
 
-def read_table(uploaded: UploadedFile) -> pd.DataFrame:
-    """Return a CSV (all cells as text) or YAML list as a DataFrame indexed by row/item."""
+def read_table(uploaded: UploadedFile, options: Any = None) -> pd.DataFrame:
+    """Return a CSV, .xlsx sheet, YAML list or JSON records as a DataFrame indexed by row/item.
+
+    `options` (any kind's options) gives the sheet and the decimal mark. Cells keep their
+    text (CSV, YAML) or spreadsheet values; the normalisers parse them per role.
+    """
+    sheet = getattr(options, "sheet", None)
+    decimal = getattr(options, "decimal", None)
+    _refuse_source_layer(uploaded, options)
+    if sheet is not None and uploaded.kind is not FileKind.XLSX:
+        fail_one(uploaded.original_name,
+                 f"the sheet option picks a sheet of an .xlsx workbook, but this is a "
+                 f"{uploaded.kind} file", field="sheet")
     if uploaded.kind is FileKind.CSV:
-        return _read_csv(uploaded)
-    if uploaded.kind is FileKind.YAML:
-        return _read_yaml(uploaded)
-    fail_one(uploaded.original_name, f"expected a CSV or YAML table, got a {uploaded.kind} file")
+        frame = _read_csv(uploaded, decimal)
+    elif uploaded.kind is FileKind.XLSX:
+        frame = _read_xlsx(uploaded, sheet)
+    elif uploaded.kind is FileKind.YAML:
+        frame = _read_yaml(uploaded)
+    elif uploaded.kind is FileKind.GEOJSON:
+        frame = _read_json_table(uploaded)
+    else:
+        fail_one(uploaded.original_name,
+                 f"expected a table (CSV, .xlsx, YAML or JSON), got a {uploaded.kind} file")
+    return _without_hxl_and_blank_rows(frame, uploaded.original_name)
 
 
-def _read_csv(uploaded: UploadedFile) -> pd.DataFrame:
-    """Return a UTF-8 CSV as text columns; 'NA' stays a string (it is Namibia's code)."""
+def _refuse_source_layer(uploaded: UploadedFile, options: Any) -> None:
+    """Raise when a GeoPackage layer was named for a file that is not a GeoPackage."""
+    if getattr(options, "source_layer", None) and uploaded.kind is not FileKind.GEOPACKAGE:
+        fail_one(uploaded.original_name,
+                 f"the layer option picks a layer of a GeoPackage, but this is a {uploaded.kind} "
+                 "file (to name the layer this upload makes, use layer_name / --layer-name)",
+                 field="layer")
+
+
+def _read_csv(uploaded: UploadedFile, decimal: str | None = None) -> pd.DataFrame:
+    """Return a UTF-8 CSV as text columns; 'NA' stays a string (it is Namibia's code).
+
+    The delimiter is the most frequent of , ; tab in the header line. With ';' the decimal
+    mark is taken to be ',' (the European spreadsheet export) unless `decimal` says '.'.
+    """
     name = uploaded.original_name
     with uploaded.path.open("rb") as handle:
         first_line = handle.readline(64 * 1024).decode("utf-8-sig", errors="replace")
@@ -108,6 +139,43 @@ def _read_csv(uploaded: UploadedFile) -> pd.DataFrame:
     if frame.empty:
         fail_one(name, "the table has a header but no data rows")
     frame.index = pd.RangeIndex(2, len(frame) + 2, name="row")
+    frame.attrs["decimal"] = decimal or ("," if delimiter == ";" else ".")
+    return frame
+
+
+def _read_xlsx(uploaded: UploadedFile, sheet: str | None) -> pd.DataFrame:
+    """Return one sheet of a workbook (the first unless `sheet` names or numbers one)."""
+    name = uploaded.original_name
+    try:
+        book = pd.ExcelFile(uploaded.path, engine="openpyxl")
+    except Exception as exc:  # noqa: BLE001 - openpyxl raises many kinds for a broken file
+        fail_one(name, f"the workbook cannot be read ({str(exc)[:200]})")
+    with book:
+        names = [str(n) for n in book.sheet_names]
+        if not names:
+            fail_one(name, "the workbook has no sheets")
+        if sheet is None:
+            chosen = names[0]
+        elif sheet in names:
+            chosen = sheet
+        elif sheet.isdigit() and 1 <= int(sheet) <= len(names):
+            chosen = names[int(sheet) - 1]
+        else:
+            fail_one(name, f"no sheet {sheet!r} (the sheets are: {', '.join(names)})",
+                     field="sheet")
+        try:
+            frame = book.parse(chosen, dtype=object)
+        except Exception as exc:  # noqa: BLE001
+            fail_one(name, f"the sheet {chosen!r} cannot be read ({str(exc)[:200]})")
+    frame.columns = [str(column).strip() for column in frame.columns]
+    # Columns that are only an empty spreadsheet column ("Unnamed: 7") carry nothing.
+    empty = [c for c in frame.columns if c.startswith("Unnamed:") and frame[c].isna().all()]
+    frame = frame.drop(columns=empty)
+    if frame.empty:
+        fail_one(name, f"the sheet {chosen!r} has a header but no data rows")
+    frame.index = pd.RangeIndex(2, len(frame) + 2, name="row")
+    frame.attrs["sheet"] = chosen
+    frame.attrs["sheets"] = names
     return frame
 
 
@@ -133,40 +201,127 @@ def _read_yaml(uploaded: UploadedFile) -> pd.DataFrame:
     return frame
 
 
-def read_vector(uploaded: UploadedFile, *, expected_geometry: GeometryKind) -> gpd.GeoDataFrame:
+def _read_json_table(uploaded: UploadedFile) -> pd.DataFrame:
+    """Return JSON records: a list of objects, or an object holding one such list."""
+    name = uploaded.original_name
+    if uploaded.path.stat().st_size > MAX_GEOJSON_DIAGNOSE_BYTES:
+        fail_one(name, "JSON tables are limited to 256 MB; use CSV", too_large=True)
+    try:
+        document = json.loads(uploaded.path.read_text(encoding="utf-8-sig"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        fail_one(name, f"the JSON cannot be parsed ({str(exc)[:200]})")
+    if isinstance(document, dict) and document.get("type") == "FeatureCollection":
+        document = [f.get("properties") or {} for f in document.get("features") or []
+                    if isinstance(f, dict)]
+    elif isinstance(document, dict):
+        lists = [v for v in document.values() if isinstance(v, list)]
+        if len(lists) == 1:
+            document = lists[0]
+    if not isinstance(document, list) or not all(isinstance(i, dict) for i in document):
+        fail_one(name, "expected JSON records: a list of objects (or an object holding one)")
+    if not document:
+        fail_one(name, "the JSON list is empty")
+    frame = pd.DataFrame.from_records(document)
+    frame.index = pd.RangeIndex(1, len(frame) + 1, name="item")
+    return frame
+
+
+def _without_hxl_and_blank_rows(frame: pd.DataFrame, file_name: str) -> pd.DataFrame:
+    """Return the table without an HXL hashtag row (COD tables carry one) and empty rows."""
+    carried = dict(frame.attrs)
+    if len(frame):
+        first = [cols.as_text(v) for v in frame.iloc[0]]
+        tags = [v for v in first if v]
+        if tags and all(v.startswith("#") for v in tags):
+            frame = frame.iloc[1:]
+            carried["hxl_row"] = True
+    blank = frame.apply(lambda row: all(cols.is_blank(v) for v in row), axis=1)
+    if bool(blank.any()):
+        frame = frame[~blank]
+        carried["blank_rows"] = int(blank.sum())
+    if frame.empty:
+        fail_one(file_name, "the table has no data rows")
+    frame.attrs.update(carried)
+    return frame
+
+
+def read_vector(
+    uploaded: UploadedFile, *, expected_geometry: GeometryKind, options: Any = None
+) -> gpd.GeoDataFrame:
     """Return the upload's features in EPSG:4326, checked and with polygons repaired.
 
     `attrs["repaired_polygons"]` holds how many invalid polygons `make_valid` repaired.
-    A CSV is read as points from its latitude/longitude columns.
+    A table (CSV, .xlsx, JSON records) is read as points from its latitude/longitude
+    columns; `options` gives the GeoPackage layer, the sheet and the lat/lon fields.
     """
-    if uploaded.kind is FileKind.CSV:
+    fields = getattr(options, "fields", {}) or {}
+    if uploaded.kind in (FileKind.CSV, FileKind.XLSX) or (
+        uploaded.kind is FileKind.GEOJSON and _is_json_records(uploaded.path)
+    ):
         if expected_geometry != "point":
-            fail_one(uploaded.original_name, "a CSV holds points, but polygons are needed")
-        frame = points_from_table(read_table(uploaded), file_name=uploaded.original_name)
+            fail_one(uploaded.original_name,
+                     f"a {uploaded.kind} table holds points, but polygons are needed")
+        frame = points_from_table(read_table(uploaded, options), file_name=uploaded.original_name,
+                                  lat_field=fields.get("lat"), lon_field=fields.get("lon"))
     elif uploaded.kind in ALLOWED_VECTOR_DRIVERS:
-        frame = _read_ogr(uploaded)
+        _refuse_source_layer(uploaded, options)
+        frame = _read_ogr(uploaded, getattr(options, "source_layer", None))
     else:
         fail_one(uploaded.original_name, f"expected a vector file, got a {uploaded.kind} file")
     return check_geometries(frame, file_name=uploaded.original_name, expected=expected_geometry)
 
 
-def _read_ogr(uploaded: UploadedFile) -> gpd.GeoDataFrame:
-    """Return the single layer of a vector file through an allow-listed GDAL driver."""
+def _is_json_records(path: Path) -> bool:
+    """Return True for JSON that holds plain records, not features (a table of points)."""
+    with path.open("rb") as handle:
+        head = handle.read(4096).decode("utf-8-sig", errors="replace").lstrip()
+    if head.startswith("["):
+        return '"Feature"' not in head and '"geometry"' not in head
+    return head.startswith("{") and '"type"' not in head and '"features"' not in head
+
+
+def _features_array_to_collection(uploaded: UploadedFile) -> None:
+    """Rewrite a staged bare JSON array of Features as a FeatureCollection (GDAL reads that)."""
+    try:
+        document = json.loads(uploaded.path.read_text(encoding="utf-8-sig"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        fail_one(uploaded.original_name, f"the JSON cannot be parsed ({str(exc)[:200]})")
+    if not isinstance(document, list):
+        return
+    bad = [n for n, f in enumerate(document, start=1)
+           if not isinstance(f, dict) or f.get("type") != "Feature"]
+    if bad:
+        fail_one(uploaded.original_name, "the JSON array holds something other than a Feature",
+                 feature=bad[0])
+    collection = {"type": "FeatureCollection", "features": document}
+    uploaded.path.write_text(json.dumps(collection), encoding="utf-8")
+
+
+def _read_ogr(uploaded: UploadedFile, layer: str | None = None) -> gpd.GeoDataFrame:
+    """Return one layer of a vector file through an allow-listed GDAL driver."""
     name = uploaded.original_name
+    if uploaded.kind is FileKind.GEOJSON:
+        with uploaded.path.open("rb") as handle:
+            if handle.read(4096).decode("utf-8-sig", errors="replace").lstrip().startswith("["):
+                _features_array_to_collection(uploaded)
     path = gdal_path(uploaded.path, uploaded.directory)
     with vector_env(), warnings.catch_warnings():
         # GDAL's own warnings are replaced by the per-feature diagnosis below.
         warnings.simplefilter("ignore", RuntimeWarning)
         try:
-            layers = pyogrio.list_layers(path)
-            if len(layers) != 1:
-                listed = ", ".join(str(layer[0]) for layer in layers[:10]) or "none"
-                fail_one(name, f"expected exactly one layer, found {len(layers)} ({listed})")
-            info = pyogrio.read_info(path)
+            names = [str(entry[0]) for entry in pyogrio.list_layers(path)]
+            listed = ", ".join(names[:20]) or "none"
+            if layer is not None and layer not in names:
+                fail_one(name, f"no layer {layer!r} (the layers are: {listed})", field="layer")
+            if layer is None and len(names) != 1:
+                fail_one(name, f"the file holds {len(names)} layers ({listed}); choose one with "
+                         "--layer NAME (layer option)")
+            chosen = layer or names[0]
+            info = pyogrio.read_info(path, layer=chosen)
             expected_driver = ALLOWED_VECTOR_DRIVERS[uploaded.kind]
             if info["driver"] != expected_driver:
                 fail_one(name, f"read as {info['driver']}, but only {expected_driver} is allowed")
-            frame = pyogrio.read_dataframe(path, on_invalid="ignore")
+            frame = pyogrio.read_dataframe(path, layer=chosen, on_invalid="ignore")
         except (DataSourceError, FieldError, GeometryError, RuntimeError) as exc:
             fail_one(name, f"the file cannot be read as {uploaded.kind} ({exc})")
     if frame.empty:
@@ -215,10 +370,16 @@ def _nesting_depth(coordinates: Any) -> int:
     return depth
 
 
-def points_from_table(frame: pd.DataFrame, *, file_name: str) -> gpd.GeoDataFrame:
+def points_from_table(
+    frame: pd.DataFrame, *, file_name: str, lat_field: str | None = None,
+    lon_field: str | None = None,
+) -> gpd.GeoDataFrame:
     """Return a table as WGS84 points from its latitude/longitude columns (both dropped)."""
-    lat_col = cols.require_column(frame, None, LAT_NAMES, "latitude", file_name=file_name)
-    lon_col = cols.require_column(frame, None, LON_NAMES, "longitude", file_name=file_name)
+    carried = dict(frame.attrs)
+    lat_col = cols.require_column(frame, lat_field, LAT_NAMES, "latitude", file_name=file_name,
+                                  hint="name it with --field lat=COLUMN")
+    lon_col = cols.require_column(frame, lon_field, LON_NAMES, "longitude", file_name=file_name,
+                                  hint="name it with --field lon=COLUMN")
     # A facility list with a few unlocated rows is normal (the WHO lists have some): rows
     # with neither coordinate are skipped and reported; half a coordinate is an error.
     unlocated = frame[lat_col].map(cols.is_blank) & frame[lon_col].map(cols.is_blank)
@@ -234,13 +395,24 @@ def points_from_table(frame: pd.DataFrame, *, file_name: str) -> gpd.GeoDataFram
         if issue:
             field = lon_col if issue.startswith("longitude") else lat_col
             details.append(problem(file_name, issue, field=field, **cols.where(frame, label)))
-    if details:
-        fail(details)
+    fail_rows(details)
+    # Rows already reported (a missing or impossible coordinate) make no point.
+    usable = lat.notna() & lon.notna() & pd.Series(
+        [not d for d in _row_flags(frame.index, details)], index=frame.index)
+    frame, lat, lon = frame[usable], lat[usable], lon[usable]
     geometry = gpd.points_from_xy(lon.to_numpy(), lat.to_numpy())
     rest = frame.drop(columns=[lat_col, lon_col])
     points = gpd.GeoDataFrame(rest, geometry=geometry, crs="EPSG:4326")
+    points.attrs.update(carried)
     points.attrs["skipped_rows"] = skipped
+    points.attrs["source_fields"] = {"lat": str(lat_col), "lon": str(lon_col)}
     return points
+
+
+def _row_flags(labels: pd.Index, details: list[dict]) -> list[bool]:
+    """Return, per row label, whether a detail names that row."""
+    named = {d.get("row", d.get("item", d.get("feature"))) for d in details}
+    return [label in named for label in labels]
 
 
 def _coordinate_problem(lat: float, lon: float) -> str | None:
@@ -416,10 +588,77 @@ def _refuse_impossible_bounds(frame: gpd.GeoDataFrame, file_name: str) -> None:
 # --- localities -----------------------------------------------------------------------
 
 
-COD_PCODE = re.compile(r"^adm(\d)_pcode$", re.IGNORECASE)
+# The code column of admin level n under the names teams' files use: OCHA COD (ADM2_PCODE),
+# the IBF system (admin2Pcode), and other exports (Adm2_Code, adm2_pcode).
+LEVEL_CODE = re.compile(r"^(?:adm(\d)_pcode|admin(\d)_?pcode|adm(\d)_code)$", re.IGNORECASE)
+# A name of admin level n in one language: ADM2_EN, ADM2_FR (COD), admin2Name_en (IBF).
+LEVEL_NAME = re.compile(r"^(?:adm(\d)_([a-z]{2})|admin(\d)_?name_([a-z]{2}))$", re.IGNORECASE)
+# Two-letter suffixes of ADMn_ columns that are not languages.
+NOT_LANGUAGES = frozenset({"id", "tp", "no", "nm"})
+LEVEL_PLAIN_NAME = ("ADM{n}_NAME", "admin{n}Name", "ADM{n}_REF", "adm{n}_name")
 CODE_NAMES = ("code", "pcode", "p_code", "placecode", "locality_code", "adm_pcode")
 NAME_NAMES = ("name", "nama", "nom", "nombre", "locality_name")
-POPULATION_NAMES = ("population", "pop", "pop_total", "total_pop", "populationtotal")
+POPULATION_NAMES = ("population", "pop", "pop_total", "total_pop", "populationtotal", "T_TL")
+# Kept for callers that looked up COD code columns by this name.
+COD_PCODE = re.compile(r"^adm(\d)_pcode$", re.IGNORECASE)
+
+
+def level_code_columns(frame: pd.DataFrame) -> dict[int, str]:
+    """Return, per admin level, the column holding that level's codes (COD/IBF names)."""
+    found: dict[int, str] = {}
+    for column in frame.columns:
+        match = LEVEL_CODE.match(str(column))
+        if match:
+            level = int(next(g for g in match.groups() if g is not None))
+            found.setdefault(level, str(column))
+    return dict(sorted(found.items()))
+
+
+def level_name_columns(frame: pd.DataFrame, level: int) -> dict[str, str]:
+    """Return {language: column} of the names of admin level `level` (its own, no other)."""
+    found: dict[str, str] = {}
+    for column in frame.columns:
+        match = LEVEL_NAME.match(str(column))
+        if not match:
+            continue
+        number, language = (match.group(1), match.group(2)) if match.group(1) else (
+            match.group(3), match.group(4))
+        language = language.lower()
+        if int(number) == level and language not in NOT_LANGUAGES and language != "pc":
+            found.setdefault(language, str(column))
+    return found
+
+
+def _main_name_column(frame: pd.DataFrame, level: int, explicit: str | None,
+                      languages: dict[str, str], file_name: str) -> str | None:
+    """Return the column of the main name: the explicit one, English, another language, ..."""
+    if explicit is not None:
+        return cols.find_column(frame, explicit, (), file_name=file_name)
+    for language in ("en", "fr", "es", "pt", *sorted(languages)):
+        if language in languages:
+            return languages[language]
+    plain = tuple(pattern.format(n=level) for pattern in LEVEL_PLAIN_NAME)
+    return cols.find_column(frame, None, (*plain, *NAME_NAMES), file_name=file_name)
+
+
+def _ancestor_name_column(frame: pd.DataFrame, level: int, languages: dict[str, str],
+                          file_name: str) -> str | None:
+    """Return the main name column of an ancestor level: only that level's own columns."""
+    for language in ("en", "fr", "es", "pt", *sorted(languages)):
+        if language in languages:
+            return languages[language]
+    plain = tuple(pattern.format(n=level) for pattern in LEVEL_PLAIN_NAME)
+    return cols.find_column(frame, None, plain, file_name=file_name)
+
+
+def _names_by_language(frame: pd.DataFrame, languages: dict[str, str]) -> pd.Series:
+    """Return per row {language code: name} from the level's own language columns."""
+    texts = {language: cols.text_values(frame, column) for language, column in languages.items()}
+    return pd.Series(
+        [{lang: values[label] for lang, values in texts.items() if values[label] is not None}
+         for label in frame.index],
+        index=frame.index, dtype=object,
+    )
 
 
 def normalise_localities(
@@ -432,30 +671,32 @@ def normalise_localities(
     parent_field: str | None = None,
     population_field: str | None = None,
 ) -> Normalised:
-    """Return code, name, level, parent_code, population, geometry (+ warnings) per locality."""
+    """Return code, name, level, parent_code, population, names, geometry per locality.
+
+    `name` is None where the file gives none (a stored name is then kept); `names` holds
+    the locality's own level's names per language code (ADM2_FR → "fr"), never another
+    level's. attrs["source_fields"] says which column played which role.
+    """
     notes: list[str] = []
-    cod_levels = sorted(
-        int(m.group(1)) for c in frame.columns if (m := COD_PCODE.match(str(c))) is not None
-    )
-    if level is None and cod_levels:
-        level = cod_levels[-1]
-        notes.append(f"admin level {level} inferred from the ADM{level}_PCODE column")
+    code_levels = level_code_columns(frame)
+    if level is None and code_levels:
+        level = max(code_levels)
+        notes.append(f"admin level {level} inferred from the {code_levels[level]} column")
     if level is None:
-        fail_one(file_name, "cannot tell the admin level (no ADMn_PCODE column); pass level")
+        fail_one(file_name, "cannot tell the admin level (no ADMn_PCODE column); pass level "
+                 "(--level N)")
+    own_code = (code_levels[level],) if level in code_levels else ()
     code_col = cols.require_column(
-        frame, code_field, (f"ADM{level}_PCODE", *CODE_NAMES), file_name=file_name, what="code",
+        frame, code_field, (*own_code, *CODE_NAMES), file_name=file_name, what="code",
         # Codes are never invented: re-uploads, parents and every joined table key on them.
-        hint="name the column holding a stable, unique code per locality with the "
-        "code_field option",
+        hint="name the column holding a stable, unique code per locality with "
+        "--field code=COLUMN",
     )
-    name_col = cols.find_column(
-        frame,
-        name_field,
-        tuple(f"ADM{level}_{s}" for s in ("EN", "NAME", "FR", "ES", "PT", "REF")) + NAME_NAMES,
-        file_name=file_name,
-    )
+    languages = level_name_columns(frame, level)
+    name_col = _main_name_column(frame, level, name_field, languages, file_name)
+    parent_names = (code_levels[level - 1],) if level - 1 in code_levels else ()
     parent_col = cols.find_column(
-        frame, parent_field, (f"ADM{level - 1}_PCODE", "parent_code", "parent"), file_name=file_name
+        frame, parent_field, (*parent_names, "parent_code", "parent"), file_name=file_name
     )
     pop_col = cols.find_column(frame, population_field, POPULATION_NAMES, file_name=file_name)
     codes = _codes(frame, code_col, file_name)
@@ -465,8 +706,8 @@ def normalise_localities(
         else pd.Series(None, index=frame.index, dtype=object)
     )
     if names.isna().any():
-        notes.append(f"{int(names.isna().sum())} localities have no name; their code is shown")
-        names = names.fillna(codes)
+        notes.append(f"{int(names.isna().sum())} localities have no name in the file; a stored "
+                     "name is kept, a new locality shows its code")
     parents = cols.text_values(frame, parent_col) if parent_col else None
     if parents is None and level > 0:
         notes.append(f"no parent code column for level {level}; parent_code left empty")
@@ -481,13 +722,95 @@ def normalise_localities(
             "level": int(level),
             "parent_code": parents if parents is not None else None,
             "population": population if population is not None else math.nan,
+            "names": _names_by_language(frame, languages),
         },
         geometry=frame.geometry,
         crs=frame.crs,
         index=frame.index,
     )
-    result.attrs["source_fields"] = _source_fields(code=code_col, parent_code=parent_col)
+    result.attrs["source_fields"] = _source_fields(
+        code=code_col, name=name_col, parent_code=parent_col, population=pop_col,
+        **{f"name_{language}": column for language, column in languages.items()},
+    )
+    result.attrs["has_population"] = pop_col is not None
     return Normalised(result, notes)
+
+
+def ancestors_from_columns(
+    frame: gpd.GeoDataFrame, localities: gpd.GeoDataFrame, *, file_name: str
+) -> gpd.GeoDataFrame:
+    """Return the ancestors a child file describes in its parent-code columns, dissolved.
+
+    A COD adm3 file carries ADM2_PCODE and ADM1_PCODE (often ADM0_PCODE) with their names:
+    each such column gives one level of units, their outline the union of their children's.
+    Returned with the same columns as `normalise_localities`, coarsest level first.
+    """
+    level = int(localities["level"].iloc[0]) if len(localities) else 0
+    code_levels = {k: c for k, c in level_code_columns(frame).items() if k < level}
+    parts: list[gpd.GeoDataFrame] = []
+    for ancestor_level, column in sorted(code_levels.items()):
+        codes = cols.text_values(frame, column)
+        known = codes.notna() & localities["code"].notna()
+        if not known.any():
+            continue
+        languages = level_name_columns(frame, ancestor_level)
+        names = _names_by_language(frame, languages)
+        main = _ancestor_name_column(frame, ancestor_level, languages, file_name)
+        main_names = (cols.text_values(frame, main) if main else
+                      pd.Series(None, index=frame.index, dtype=object))
+        parent_column = code_levels.get(ancestor_level - 1)
+        parents = (cols.text_values(frame, parent_column) if parent_column
+                   else pd.Series(None, index=frame.index, dtype=object))
+        table = pd.DataFrame({"code": codes, "name": main_names, "parent_code": parents,
+                              "names": names})[known]
+        geometry = localities.geometry[known]
+        grouped = table.groupby("code", sort=True)
+        dissolved = gpd.GeoDataFrame(
+            {
+                "code": list(grouped.groups),
+                "name": [_first(g["name"]) for _, g in grouped],
+                "level": ancestor_level,
+                "parent_code": [_first(g["parent_code"]) for _, g in grouped],
+                "population": math.nan,
+                "names": [_merged_names(g["names"]) for _, g in grouped],
+            },
+            geometry=[_dissolve(geometry.loc[g.index]) for _, g in grouped],
+            crs=localities.crs,
+        )
+        dissolved.attrs["source_column"] = column
+        parts.append(dissolved)
+    if not parts:
+        return gpd.GeoDataFrame(
+            {"code": [], "name": [], "level": [], "parent_code": [], "population": [],
+             "names": []}, geometry=[], crs=localities.crs)
+    combined = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=localities.crs)
+    combined.attrs["source_columns"] = {int(p["level"].iloc[0]): p.attrs["source_column"]
+                                        for p in parts}
+    return combined
+
+
+def _first(values: pd.Series) -> Any:
+    """Return the first present value of a group, or None."""
+    present = values.dropna()
+    return present.iloc[0] if len(present) else None
+
+
+def _merged_names(values: pd.Series) -> dict[str, str]:
+    """Return the union of per-language name dicts of a group (first wins)."""
+    merged: dict[str, str] = {}
+    for names in values:
+        for language, name in (names or {}).items():
+            merged.setdefault(language, name)
+    return merged
+
+
+def _dissolve(geometries: gpd.GeoSeries) -> shapely.MultiPolygon:
+    """Return the union of polygons as a valid MultiPolygon."""
+    union = shapely.union_all(np.asarray(geometries.values))
+    if not union.is_valid:
+        union = shapely.make_valid(union)
+    polygons = _polygonal_part(union)
+    return polygons if polygons is not None else shapely.MultiPolygon()
 
 
 def _source_fields(**columns: str | None) -> dict[str, str]:
@@ -496,17 +819,18 @@ def _source_fields(**columns: str | None) -> dict[str, str]:
 
 
 def _codes(frame: pd.DataFrame, column: str, file_name: str) -> pd.Series:
-    """Return the code column as text; raise naming rows with a missing or repeated code."""
+    """Return the code column as text; report rows with a missing or repeated code."""
     codes = cols.text_values(frame, column)
     missing = codes[codes.isna()]
-    if not missing.empty:
-        fail(
-            [
-                problem(file_name, "the code is missing", field=column, **cols.where(frame, label))
-                for label in missing.index
-            ]
-        )
-    cols.duplicates(frame, codes, file_name=file_name, field=column, what="code")
+    fail_rows(
+        [
+            problem(file_name, "the code is missing", field=column, **cols.where(frame, label))
+            for label in missing.index
+        ]
+    )
+    present = codes.notna()
+    cols.duplicates(frame[present], codes[present], file_name=file_name, field=column,
+                    what="code")
     return codes
 
 
@@ -521,6 +845,7 @@ def normalise_events(
     type_field: str | None = None,
     actor_field: str | None = None,
     fatalities_field: str | None = None,
+    date_format: str | None = None,
 ) -> Normalised:
     """Return event_date, event_type, actor, fatalities, attributes, geometry per event."""
     notes = source_notes(frame)
@@ -530,9 +855,11 @@ def normalise_events(
     type_col = find(type_field, ("event_type", "type_of_violence", "type", "category"))
     actor_col = find(actor_field, ("actor1", "side_a", "actor", "perpetrator"))
     deaths_col = find(fatalities_field, ("fatalities", "best", "deaths", "killed"))
-    event_types = cols.text_values(frame, type_col) if type_col else pd.Series(None, frame.index)
+    event_types = (cols.text_values(frame, type_col) if type_col
+                   else pd.Series(None, index=frame.index, dtype=object))
     if type_col and str(type_col).lower() == "type_of_violence":
-        event_types = event_types.map(lambda v: UCDP_VIOLENCE_TYPES.get(int(v), v) if v else v)
+        event_types = pd.Series([_ucdp_type(v) for v in event_types], index=frame.index,
+                                dtype=object)
     if deaths_col:
         fatalities = cols.numbers(frame, deaths_col, file_name=file_name, minimum=0, integer=True)
     else:
@@ -541,7 +868,8 @@ def normalise_events(
     used = (date_col, type_col, actor_col, deaths_col)
     result = gpd.GeoDataFrame(
         {
-            "event_date": cols.dates(frame, date_col, file_name=file_name),
+            "event_date": cols.dates(frame, date_col, file_name=file_name,
+                                     date_format=date_format),
             "event_type": event_types,
             "actor": cols.text_values(frame, actor_col) if actor_col else None,
             "fatalities": fatalities,
@@ -551,7 +879,20 @@ def normalise_events(
         crs=frame.crs,
         index=frame.index,
     )
+    result.attrs["source_fields"] = _source_fields(
+        date=date_col, type=type_col, actor=actor_col, fatalities=deaths_col,
+        **frame.attrs.get("source_fields", {}))
     return Normalised(result, notes)
+
+
+def _ucdp_type(value: str | None) -> str | None:
+    """Return UCDP's type_of_violence code (1, 2, 3) as words; other text as it is."""
+    if value is None:
+        return None
+    try:
+        return UCDP_VIOLENCE_TYPES.get(int(float(value)), value)
+    except ValueError:
+        return value
 
 
 # --- institutions ---------------------------------------------------------------------
@@ -582,9 +923,12 @@ def normalise_institutions(
     name_col = find(name_field, INSTITUTION_NAME_NAMES)
     capacity_col = find(capacity_field, ("capacity", "beds", "bed_count", "kapasitas"))
     sensitive_col = find(sensitive_field, ("sensitive", "is_sensitive"))
-    labels = cols.text_values(frame, type_col) if type_col else pd.Series(None, frame.index)
-    types = labels.map(lambda v: institution_type(v, overrides) if v else None)
-    unmapped = labels[types.isna()].fillna("(blank)").value_counts()
+    labels = (cols.text_values(frame, type_col) if type_col
+              else pd.Series(None, index=frame.index, dtype=object))
+    types = pd.Series([institution_type(v, overrides) if v else None for v in labels],
+                      index=frame.index, dtype=object)
+    unmapped = pd.Series(["(blank)" if v is None else v for v in labels[types.isna()]],
+                         dtype=object).value_counts()
     if type_col is None:
         notes.append("no type column; every institution is typed 'other'")
     elif not unmapped.empty:
@@ -618,6 +962,9 @@ def normalise_institutions(
         crs=frame.crs,
         index=frame.index,
     )
+    result.attrs["source_fields"] = _source_fields(
+        type=type_col, name=name_col, capacity=capacity_col, sensitive=sensitive_col,
+        **frame.attrs.get("source_fields", {}))
     return Normalised(result, notes)
 
 
@@ -634,6 +981,12 @@ def _checked_type_map(type_map: Mapping[str, str] | None, file_name: str) -> dic
 # --- population tables ----------------------------------------------------------------
 
 
+# COD-PS population columns: T_TL total, F_TL/M_TL by sex, T_00_04 / F_80Plus age bands.
+SEX_TOTAL = re.compile(r"^([FM])_TL$", re.IGNORECASE)
+AGE_BAND = re.compile(r"^([FMT])_(\d{1,2})(?:_(\d{1,2})|_?(plus))$", re.IGNORECASE)
+SEXES = {"f": "female", "m": "male"}
+
+
 def normalise_population_table(
     frame: pd.DataFrame,
     *,
@@ -642,57 +995,113 @@ def normalise_population_table(
     population_field: str | None = None,
     level: int | None = None,
     year: int | None = None,
+    year_field: str | None = None,
+    level_field: str | None = None,
 ) -> Normalised:
-    """Return code, population, level, year per locality from a wide or long table."""
+    """Return code, population, level, year per locality from a wide, long or COD-PS table.
+
+    attrs["subgroup_shares"] holds, for a COD-PS table, each locality's share of people by
+    sex (F_TL/M_TL), age band (T_00_04) and both (F_00_04): long rows code, subgroup, share.
+    """
     notes: list[str] = []
     find = partial(cols.find_column, frame, file_name=file_name)
     indicator_col = find(None, ("indicator",))
     if indicator_col and find(None, ("placeCode",)):
-        wanted = frame[indicator_col].astype(str).str.strip().str.lower() == "populationtotal"
+        wanted = pd.Series([(cols.as_text(v) or "").lower() == "populationtotal"
+                            for v in frame[indicator_col]], index=frame.index)
         if not wanted.any():
             fail_one(file_name, "no rows with indicator populationTotal", field=indicator_col)
         if (~wanted).any():
             notes.append(f"{int((~wanted).sum())} rows with other indicators were ignored")
         frame = frame[wanted]
-    cod = sorted((str(c) for c in frame.columns if COD_PCODE.match(str(c))), reverse=True)
+    code_levels = level_code_columns(frame)
+    finest = [code_levels[k] for k in sorted(code_levels, reverse=True)]
     code_col = cols.require_column(
-        frame, code_field, ("placeCode", *CODE_NAMES, *cod), file_name=file_name, what="code"
+        frame, code_field, ("placeCode", *CODE_NAMES, *finest), file_name=file_name, what="code",
+        hint="name it with --field code=COLUMN",
     )
-    pop_col = cols.require_column(
-        frame, population_field, (*POPULATION_NAMES, "value", "total"),
-        file_name=file_name, what="population",
-    )
-    level_col = find(None, ("adminLevel", "admin_level", "level"))
-    year_col = find(None, ("year", "period"))
+    if level is None and code_col in code_levels.values():
+        level = next(k for k, c in code_levels.items() if c == code_col)
+    sexes = {SEX_TOTAL.match(str(c)).group(1).lower(): str(c)  # type: ignore[union-attr]
+             for c in frame.columns if SEX_TOTAL.match(str(c))}
+    pop_col = cols.find_column(frame, population_field, (*POPULATION_NAMES, "value", "total"),
+                               file_name=file_name)
+    if pop_col is None and set(sexes) == {"f", "m"}:
+        population = (cols.numbers(frame, sexes["f"], file_name=file_name, required=True,
+                                   minimum=0)
+                      + cols.numbers(frame, sexes["m"], file_name=file_name, required=True,
+                                     minimum=0))
+        notes.append(f"no total column; population = {sexes['f']} + {sexes['m']}")
+        pop_col = f"{sexes['f']}+{sexes['m']}"
+    else:
+        pop_col = cols.require_column(
+            frame, population_field, (*POPULATION_NAMES, "value", "total"),
+            file_name=file_name, what="population", hint="name it with --field population=COLUMN",
+        )
+        population = cols.numbers(frame, pop_col, file_name=file_name, required=True, minimum=0)
+    level_col = find(level_field, ("adminLevel", "admin_level", "level"))
+    year_col = find(year_field, ("year", "period", "reference_year"))
     result = pd.DataFrame(
         {
             "code": _codes_allowing_repeats(frame, code_col, file_name),
-            "population": cols.numbers(
-                frame, pop_col, file_name=file_name, required=True, minimum=0
-            ),
+            "population": population,
             "level": _optional_int(frame, level_col, level, file_name),
             "year": _optional_int(frame, year_col, year, file_name),
         },
         index=frame.index,
     )
-    cols.duplicates(
-        frame, result[["code", "level", "year"]].astype(object).where(result.notna(), None),
-        file_name=file_name, field=code_col, what="code/level/year",
+    keys = result[["code", "level", "year"]].astype(object).where(result.notna(), None)
+    cols.duplicates(frame, keys, file_name=file_name, field=code_col, what="code/level/year")
+    shares, share_columns = _subgroup_shares(frame, result, sexes, file_name)
+    if share_columns:
+        notes.append(f"subgroup population shares from {len(share_columns)} columns "
+                     f"({', '.join(share_columns[:6])}{' …' if len(share_columns) > 6 else ''})")
+    result.attrs["subgroup_shares"] = shares
+    result.attrs["source_fields"] = _source_fields(
+        code=code_col, population=pop_col, level=level_col, year=year_col,
+        **{f"share:{c}": c for c in share_columns},
     )
-    result.attrs["source_fields"] = _source_fields(code=code_col, population=pop_col)
     return Normalised(result, notes)
+
+
+def _subgroup_shares(frame: pd.DataFrame, result: pd.DataFrame, sexes: dict[str, str],
+                     file_name: str) -> tuple[pd.DataFrame, list[str]]:
+    """Return long (code, subgroup, share) rows from COD-PS sex and age columns, and those."""
+    columns: dict[str, str] = {}
+    for letter, column in sexes.items():
+        columns[column] = f"sex={SEXES[letter]}"
+    for column in frame.columns:
+        match = AGE_BAND.match(str(column))
+        if not match:
+            continue
+        letter, low, high, plus = match.groups()
+        band = f"{int(low):02d}-{int(high):02d}" if high else f"{int(low):02d}+"
+        subgroup = f"age={band}"
+        if letter.lower() in SEXES:
+            subgroup = canonical_subgroup(f"{subgroup};sex={SEXES[letter.lower()]}")
+        columns[str(column)] = subgroup
+    if not columns:
+        return pd.DataFrame(columns=["code", "subgroup", "share", "row"]), []
+    total = result["population"].where(result["population"] > 0)
+    rows = []
+    for column, subgroup in columns.items():
+        counts = cols.numbers(frame, column, file_name=file_name, minimum=0)
+        share = counts / total
+        for label, value in share.items():
+            if pd.notna(value) and result.at[label, "code"] is not None:
+                rows.append((result.at[label, "code"], subgroup, min(float(value), 1.0), label))
+    return pd.DataFrame(rows, columns=["code", "subgroup", "share", "row"]), list(columns)
 
 
 def _codes_allowing_repeats(frame: pd.DataFrame, column: str, file_name: str) -> pd.Series:
     """Return a code column as text; raise naming rows where it is blank."""
     codes = cols.text_values(frame, column)
-    if codes.isna().any():
-        fail(
-            [
-                problem(file_name, "the code is missing", field=column, **cols.where(frame, label))
-                for label in codes[codes.isna()].index
-            ]
-        )
+    fail_rows(
+        [
+            problem(file_name, "the code is missing", field=column, **cols.where(frame, label))
+            for label in codes[codes.isna()].index
+        ]
+    )
     return codes
 
 
@@ -710,18 +1119,20 @@ def _optional_int(
 # --- indicators, observations, priorities ---------------------------------------------
 
 
-def normalise_indicators(frame: pd.DataFrame, *, file_name: str) -> Normalised:
+def normalise_indicators(
+    frame: pd.DataFrame, *, file_name: str, fields: Mapping[str, str] | None = None
+) -> Normalised:
     """Return code, name, dimension, polarity, cutoff, unit, target per indicator."""
-    req = partial(cols.require_column, frame, None, file_name=file_name)
-    code_col = req(("code", "indicator", "indicator_code"), "indicator code")
-    name_col = req(("name", "label", "title"), "name")
-    dimension_col = req(("dimension",), "dimension")
-    polarity_col = req(("polarity",), "polarity")
+    req = partial(_role_column, frame, fields or {}, file_name=file_name)
+    code_col = req("code", ("code", "indicator", "indicator_code"), "indicator code")
+    name_col = req("name", ("name", "label", "title"), "name")
+    dimension_col = req("dimension", ("dimension",), "dimension")
+    polarity_col = req("polarity", ("polarity",), "polarity")
     codes = _codes(frame, code_col, file_name)
     dimensions = _vocabulary_values(frame, dimension_col, DIMENSIONS, file_name)
     polarities = _vocabulary_values(frame, polarity_col, POLARITIES, file_name)
     optional = {
-        key: cols.find_column(frame, None, names, file_name=file_name)
+        key: cols.find_column(frame, (fields or {}).get(key), names, file_name=file_name)
         for key, names in {"cutoff": ("cutoff", "threshold"), "unit": ("unit", "units"),
                            "target": ("target",)}.items()
     }
@@ -745,7 +1156,17 @@ def normalise_indicators(frame: pd.DataFrame, *, file_name: str) -> Normalised:
         index=frame.index,
     )
     notes = [] if optional["cutoff"] else ["no cutoff column; deprivation cutoffs left empty"]
+    result.attrs["source_fields"] = _source_fields(
+        code=code_col, name=name_col, dimension=dimension_col, polarity=polarity_col,
+        **optional)
     return Normalised(result, notes)
+
+
+def _role_column(frame: pd.DataFrame, fields: Mapping[str, str], role: str,
+                 names: tuple[str, ...], what: str, *, file_name: str) -> str:
+    """Return the column of a required role: the one named in `fields`, else a usual name."""
+    return cols.require_column(frame, fields.get(role), names, what, file_name=file_name,
+                               hint=f"name it with --field {role}=COLUMN")
 
 
 def _vocabulary_values(
@@ -757,7 +1178,7 @@ def _vocabulary_values(
     )
     bad = values[~values.isin(allowed)]
     if not bad.empty:
-        fail(
+        fail_rows(
             [
                 problem(
                     file_name,
@@ -789,16 +1210,21 @@ def canonical_subgroup(text: str | None) -> str:
     return ";".join(f"{key}={pairs[key]}" for key in sorted(pairs))
 
 
-def normalise_observations(frame: pd.DataFrame, *, file_name: str) -> Normalised:
+def normalise_observations(
+    frame: pd.DataFrame, *, file_name: str, fields: Mapping[str, str] | None = None
+) -> Normalised:
     """Return locality_code, indicator, period, subgroup, value, sample_size, source."""
-    req = partial(cols.require_column, frame, None, file_name=file_name)
-    code_col = req(("locality_code", "code", "pcode", "placeCode"), "locality code")
-    indicator_col = req(("indicator", "indicator_code"), "indicator")
-    period_col = req(("period", "year", "date"), "period")
-    value_col = req(("value",), "value")
-    subgroup_col = cols.find_column(frame, None, ("subgroup", "group"), file_name=file_name)
-    sample_col = cols.find_column(frame, None, ("sample_size", "n"), file_name=file_name)
-    source_col = cols.find_column(frame, None, ("source",), file_name=file_name)
+    fields = fields or {}
+    req = partial(_role_column, frame, fields, file_name=file_name)
+    cod = tuple(reversed(level_code_columns(frame).values()))
+    code_col = req("code", ("locality_code", "code", "pcode", "placeCode", *cod), "locality code")
+    indicator_col = req("indicator", ("indicator", "indicator_code"), "indicator")
+    period_col = req("period", ("period", "year", "date"), "period")
+    value_col = req("value", ("value",), "value")
+    find = partial(cols.find_column, frame, file_name=file_name)
+    subgroup_col = find(fields.get("subgroup"), ("subgroup", "group"))
+    sample_col = find(fields.get("sample_size"), ("sample_size", "n"))
+    source_col = find(fields.get("source"), ("source",))
     sample = (
         cols.numbers(frame, sample_col, file_name=file_name, minimum=0, integer=True)
         if sample_col
@@ -818,8 +1244,9 @@ def normalise_observations(frame: pd.DataFrame, *, file_name: str) -> Normalised
     )
     keys = result[["locality_code", "indicator", "period", "subgroup"]]
     cols.duplicates(frame, keys, file_name=file_name, field=value_col, what="observation")
-    result.attrs["source_fields"] = _source_fields(locality_code=code_col,
-                                                   indicator=indicator_col)
+    result.attrs["source_fields"] = _source_fields(
+        locality_code=code_col, indicator=indicator_col, period=period_col, value=value_col,
+        subgroup=subgroup_col, sample_size=sample_col, source=source_col)
     return Normalised(result, [])
 
 
@@ -835,24 +1262,28 @@ def _subgroups(frame: pd.DataFrame, column: str | None, file_name: str) -> pd.Se
         except ValueError as exc:
             values.append(None)
             details.append(problem(file_name, str(exc), field=column, **cols.where(frame, label)))
-    if details:
-        fail(details)
+    fail_rows(details)
     return pd.Series(values, index=frame.index, dtype=object)
 
 
-def normalise_priorities(frame: pd.DataFrame, *, file_name: str) -> Normalised:
+def normalise_priorities(
+    frame: pd.DataFrame, *, file_name: str, fields: Mapping[str, str] | None = None,
+    date_format: str | None = None,
+) -> Normalised:
     """Return locality_code, forum_date, rank, need: one row per ranked need."""
-    req = partial(cols.require_column, frame, None, file_name=file_name)
-    code_col = req(("locality_code", "code", "pcode"), "locality code")
-    date_col = req(("forum_date", "date"), "forum date")
+    fields = fields or {}
+    req = partial(_role_column, frame, fields, file_name=file_name)
+    code_col = req("code", ("locality_code", "code", "pcode"), "locality code")
+    date_col = req("date", ("forum_date", "date"), "forum date")
     codes = _codes_allowing_repeats(frame, code_col, file_name)
-    forum_dates = cols.dates(frame, date_col, file_name=file_name)
-    needs_col = cols.find_column(frame, None, ("needs",), file_name=file_name)
+    forum_dates = cols.dates(frame, date_col, file_name=file_name, date_format=date_format)
+    needs_col = cols.find_column(frame, fields.get("needs"), ("needs",), file_name=file_name)
+    rank_col = need_col = None
     if needs_col:
         rows = _split_needs(frame, needs_col, codes, forum_dates, file_name)
     else:
-        rank_col = req(("rank",), "rank (or a 'needs' list)")
-        need_col = req(("need", "priority"), "need")
+        rank_col = req("rank", ("rank",), "rank (or a 'needs' list)")
+        need_col = req("need", ("need", "priority"), "need")
         ranks = cols.numbers(frame, rank_col, file_name=file_name, required=True, minimum=1,
                              integer=True)
         needs = _codes_allowing_repeats(frame, need_col, file_name)
@@ -867,7 +1298,9 @@ def normalise_priorities(frame: pd.DataFrame, *, file_name: str) -> Normalised:
     )
     keys = result[["locality_code", "forum_date", "rank"]]
     cols.duplicates(result, keys, file_name=file_name, field="rank", what="rank")
-    result.attrs["source_fields"] = _source_fields(locality_code=code_col)
+    result.attrs["source_fields"] = _source_fields(
+        locality_code=code_col, forum_date=date_col, needs=needs_col, rank=rank_col,
+        need=need_col)
     return Normalised(result, [])
 
 
@@ -880,7 +1313,9 @@ def _split_needs(
         needs = [] if cols.is_blank(raw) else [n.strip() for n in re.split(r"[;|]", str(raw))]
         needs = [need for need in needs if need]
         if not needs:
-            fail_one(file_name, "the needs list is empty", field=column, **cols.where(frame, label))
+            fail_rows([problem(file_name, "the needs list is empty", field=column,
+                               **cols.where(frame, label))])
+            continue
         rows.extend(
             (label, codes[label], forum_dates[label], rank, need)
             for rank, need in enumerate(needs, start=1)

@@ -50,7 +50,7 @@ def loaded(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
         ("hazard", "hazard", hazard_raster(tmp),
          ("--name", "cl-flood", "--hazard-kind", "flood", "--unit", "m", "--threshold", "0.5",
           "-o", 'level_thresholds={"low": 1, "high": 4}', "-o", "description=Flood depth")),
-        ("events", "events", events_csv(tmp, REGION), ("--layer", "cl-acled")),
+        ("events", "events", events_csv(tmp, REGION), ("--layer-name", "cl-acled")),
         ("institutions", "institutions", institutions_csv(tmp, REGION), ()),
         ("indicators", "indicators", indicators_csv(tmp, REGION.prefix), ()),
         ("observations", "observations", observations_csv(tmp, REGION), ()),
@@ -91,7 +91,7 @@ def test_cli_rows_match_the_api_path(stack: Stack, loaded: dict[str, Any]) -> No
         "SELECT code, name, parent_code, population, names, ST_SRID(geom) AS srid "
         "FROM localities WHERE code LIKE 'CL%'")}
     assert rows[b].name == SCRIPT
-    assert rows[a].names == {"ar": "الرقة"}
+    assert rows[a].names == {"ar": "الرقة", "en": "Séguéla-Nord"}
     assert rows[a].parent_code == REGION.adm1
     assert {r.population for r in rows.values()} == {5000, 2000, 3000}
     assert {r.srid for r in rows.values()} == {4326}

@@ -327,14 +327,14 @@ def test_jakarta_villages_need_a_code_field(jakarta: Country, tmp_path: Path) ->
     no_level = jakarta.refuse("localities", archive)
     assert "cannot tell the admin level" in no_level.message and "level" in no_level.message
     no_code = jakarta.refuse("localities", archive, level=4)
-    assert "no code column" in no_code.message and "code_field" in no_code.message
+    assert "no code column" in no_code.message and "--field code=COLUMN" in no_code.message
     assert "KEL_NAME_1" in no_code.message  # the columns are listed to choose from
     repeated = jakarta.refuse("localities", archive, level=4, code_field="KEC_NAME_1")
     assert "duplicate code" in repeated.message
     assert repeated.details[0]["field"] == "KEC_NAME_1"
     # The village names are unique: through the CLI, as a user would.
     result = run_cli(jakarta.stack, "localities", archive, "--level", "4",
-                     "-o", "code_field=KEL_NAME_1", "-o", "name_field=KEL_NAME2")
+                     "--field", "code=KEL_NAME_1", "--field", "name=KEL_NAME2")
     assert cli_summary(result)["rows"] == 261
     name = jakarta.stack.scalar(
         "SELECT name FROM localities WHERE code = 'KELURAHAN GROGOL SELATAN'")

@@ -110,8 +110,8 @@ def test_localities_two_levels_keep_names_verbatim(stack: Stack, loaded: dict) -
     a, b = REGION.adm2
     assert set(by_code) == {REGION.adm1, a, b}
     assert by_code[REGION.adm1].name == "Région de Séguéla"
-    assert by_code[REGION.adm1].names == {"ar": "منطقة سيغيلا"}
-    assert by_code[a].names == {"ar": "الرقة"}
+    assert by_code[REGION.adm1].names == {"ar": "منطقة سيغيلا", "en": "Région de Séguéla"}
+    assert by_code[a].names == {"ar": "الرقة", "en": "Séguéla-Nord"}
     # HTML is data: stored exactly as written, never stripped or escaped in the database.
     assert by_code[b].name == SCRIPT
     assert by_code[a].parent_code == by_code[b].parent_code == REGION.adm1

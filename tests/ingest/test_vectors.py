@@ -214,7 +214,7 @@ def test_cod_localities_are_understood(tmp_path: Path, upload: Callable) -> None
         frame = read_vector(uploaded, expected_geometry="polygon")
     result = normalise_localities(frame, file_name="adm2.geojson")
     assert list(result.frame.columns) == [
-        "code", "name", "level", "parent_code", "population", "geometry",
+        "code", "name", "level", "parent_code", "population", "names", "geometry",
     ]
     assert list(result.frame["code"]) == ["RW11", "RW12"]
     assert set(result.frame["level"]) == {2}
@@ -485,7 +485,8 @@ def test_observations(tmp_path: Path, upload: Callable) -> None:
 @pytest.mark.parametrize(
     ("row", "field", "phrase"),
     [
-        ("EG24,x,2023,all,n/a,1", "value", "'n/a' is not a number"),
+        ("EG24,x,2023,all,n/a,1", "value", "the value is missing"),
+        ("EG24,x,2023,all,1.2.3,1", "value", "'1.2.3' is not a number"),
         ("EG24,x,2023,sex,1,1", "subgroup", "not of the form key=value"),
         ("EG24,x,2023,all,1,2.5", "sample_size", "not a whole number"),
         ("EG24,x,2023,all,5,1", "value", "duplicate observation"),
