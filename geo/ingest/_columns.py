@@ -18,6 +18,7 @@ FALSE_WORDS = frozenset({"false", "no", "n", "0", "f", "", "non", "tidak"})
 # Tried in order; the first that parses every value of the column wins, so a column is
 # read one consistent way (no row-by-row guessing between day-first and month-first).
 THOUSANDS = re.compile(r"-?\d{1,3}(,\d{3})+(\.\d+)?")
+DOT_THOUSANDS = re.compile(r"-?\d{1,3}(\.\d{3})+(,\d+)?")
 DATE_FORMATS = (
     "ISO8601", "%d %B %Y", "%d %b %Y", "%d/%m/%Y", "%d.%m.%Y", "%m/%d/%Y", "%Y/%m/%d",
     "%d-%m-%Y", "%Y%m%d", "%d/%m/%y", "%m/%d/%y", "%d.%m.%y",
@@ -118,8 +119,11 @@ def numbers(
     """Return a column as floats (NaN where blank); raise naming every bad row."""
     details = []
     values: list[float] = []
+    # The reader records a CSV's decimal mark (',' beside a ';' delimiter) on the frame.
+    decimal_comma = frame.attrs.get("decimal") == ","
     for label, raw in frame[column].items():
-        value, issue = _one_number(raw, required=required, minimum=minimum, integer=integer)
+        value, issue = _one_number(raw, required=required, minimum=minimum, integer=integer,
+                                   decimal_comma=decimal_comma)
         if issue:
             details.append(problem(file_name, issue, field=column, **where(frame, label)))
         values.append(value)
@@ -128,7 +132,8 @@ def numbers(
 
 
 def _one_number(
-    raw: Any, *, required: bool, minimum: float | None, integer: bool
+    raw: Any, *, required: bool, minimum: float | None, integer: bool,
+    decimal_comma: bool = False,
 ) -> tuple[float, str | None]:
     """Return (value, problem-or-None) for one cell."""
     if is_blank(raw) or (isinstance(raw, str) and raw.strip().lower() in MISSING_NUMBER_WORDS):
@@ -136,7 +141,12 @@ def _one_number(
     if isinstance(raw, bool | np.bool_):
         return math.nan, f"{raw!r} is not a number"
     text = str(raw).strip()
-    cleaned = text.replace("_", "").replace(" ", "")
+    cleaned = text.replace("_", "").replace(" ", "").replace("\u00a0", "")
+    if decimal_comma and isinstance(raw, str):
+        # "1.234,5" → 1234.5: dots group thousands, the comma marks the decimals.
+        if DOT_THOUSANDS.fullmatch(cleaned):
+            cleaned = cleaned.replace(".", "")
+        cleaned = cleaned.replace(",", ".")
     # A thousands separator is common in hand-made tables ("1,234,567"); a lone comma is
     # ambiguous with a decimal comma, so it is refused rather than guessed.
     if THOUSANDS.fullmatch(cleaned):

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, text
 
 from geo.analysis.methodology import parse_methodology
 from geo.errors import NotFoundError, ValidationError
+from geo.ingest.coverage import current_coverage_warnings
 from geo.jobs import create_job, fail_job, run_job
 from geo.runs.components import build_raw_table
 from geo.runs.inputs import load_inputs
@@ -108,6 +109,8 @@ def compute_and_store(engine: Engine, settings: Settings, run_id: int, report: P
     timings["store"] = time.perf_counter() - step
     summary = run_summary(inputs, results, timings) | facts
     with engine.begin() as conn:
+        # Layers covering part of the country (geo/ingest/coverage.py): scores outside mislead.
+        summary["coverage_warnings"] = current_coverage_warnings(conn)
         conn.execute(text(
             "UPDATE score_runs SET status = 'succeeded', completed_at = now(), "
             "data_versions = CAST(:dv AS jsonb), summary = CAST(:s AS jsonb) WHERE id = :id"),

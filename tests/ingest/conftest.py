@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from ingest_helpers import MAX_BYTES
-from stack_helpers import Region, Stack, indicators_csv, localities_files
+from stack_helpers import Fresh, Region, Stack, indicators_csv, localities_files
 
 from geo.db import build_engine
 from geo.ingest.files import UploadedFile, open_upload
@@ -73,3 +74,22 @@ def base_region(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Regio
         job_id = start_ingest_job(stack.engine, kind, {}, path.name)
         run_ingest_job(stack.engine, stack.settings, job_id, kind, path, path.name, {})
     return region
+
+
+# --- a fresh database per test, for what depends on everything that is loaded -----------
+@pytest.fixture
+def fresh(new_database: Callable[[str], str], tmp_path: Path,
+          request: pytest.FixtureRequest) -> Iterator[Fresh]:
+    """A migrated database and data directory used by this test alone."""
+    name = "riskatlas_fresh_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40]
+    url = new_database(name)
+    upgrade(url)
+    settings = Settings(database=DatabaseSettings(url=url),
+                        storage=StorageSettings(data_dir=tmp_path / "data"))
+    engine = build_engine(url, settings)
+    uploader = create_key(engine, "fresh uploader", "uploader").secret
+    admin = create_key(engine, "fresh admin", "admin").secret
+    try:
+        yield Fresh(Stack(url, settings, engine, "", uploader, admin))
+    finally:
+        engine.dispose()

@@ -15,12 +15,15 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 import rasterio
 from ingest_helpers import write_tif
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 from sqlalchemy import Engine, text
 
+from geo.errors import ValidationError
+from geo.ingest.service import run_ingest_job, start_ingest_job
 from geo.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -329,6 +332,27 @@ def quiet_write_tif(path: Path, **kwargs: Any) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return write_tif(path, **kwargs)
+
+
+@dataclass
+class Fresh:
+    """An empty migrated database of its own, and how to load into it as users do."""
+
+    stack: Stack
+
+    def load(self, kind: str, path: Path, /, **options: Any) -> dict[str, Any]:
+        """Ingest a file through the service (as the API and CLI do); return the result."""
+        job_id = start_ingest_job(self.stack.engine, kind, options, path.name)
+        return run_ingest_job(self.stack.engine, self.stack.settings, job_id, kind, path,
+                              path.name, options)
+
+    def refuse(self, kind: str, path: Path, /, **options: Any) -> ValidationError:
+        """Ingest a file that must be refused; return the error after checking nothing stayed."""
+        before = snapshot(self.stack)
+        with pytest.raises(ValidationError) as caught:
+            self.load(kind, path, **options)
+        assert_nothing_left(self.stack, before)
+        return caught.value
 
 
 Builder = Callable[[Path], Path]
