@@ -1173,22 +1173,23 @@ def _vocabulary_values(
     frame: pd.DataFrame, column: str, allowed: tuple[str, ...], file_name: str
 ) -> pd.Series:
     """Return a column folded to snake_case; raise naming rows not in the vocabulary."""
-    values = cols.text_values(frame, column).map(
-        lambda v: fold(v).replace(" ", "_") if v else None
-    )
+    values = pd.Series([fold(v).replace(" ", "_") if v else None
+                        for v in cols.text_values(frame, column)], index=frame.index,
+                       dtype=object)
     bad = values[~values.isin(allowed)]
-    if not bad.empty:
-        fail_rows(
-            [
-                problem(
-                    file_name,
-                    f"{frame.at[label, column]!r} is not one of {', '.join(allowed)}",
-                    field=column,
-                    **cols.where(frame, label),
-                )
-                for label in bad.index
-            ]
-        )
+    fail_rows(
+        [
+            problem(
+                file_name,
+                f"the value is missing (one of {', '.join(allowed)})"
+                if cols.is_blank(frame.at[label, column])
+                else f"{frame.at[label, column]!r} is not one of {', '.join(allowed)}",
+                field=column,
+                **cols.where(frame, label),
+            )
+            for label in bad.index
+        ]
+    )
     return values
 
 
