@@ -279,6 +279,29 @@ def _ingest_options(**flags: Any) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
 
+# The parts a .shp or .asc needs beside it; the CLI zips them so one command loads it.
+SIDECARS = {".shp": (".shx", ".dbf", ".prj", ".cpg"), ".asc": (".prj",)}
+
+
+@contextmanager
+def _with_sidecars(file: Path) -> Iterator[tuple[Path, str]]:
+    """Yield the file to upload and its name: a .shp/.asc zipped with its sidecar files."""
+    import tempfile
+    import zipfile
+
+    suffix = file.suffix.lower()
+    if suffix not in SIDECARS:
+        yield file.resolve(), file.name
+        return
+    parts = [file] + [p for p in (file.with_suffix(s) for s in SIDECARS[suffix]) if p.exists()]
+    with tempfile.TemporaryDirectory(prefix="riskatlas-") as scratch:
+        bundle = Path(scratch) / f"{file.stem}.zip"
+        with zipfile.ZipFile(bundle, "w", zipfile.ZIP_DEFLATED) as archive:
+            for part in parts:
+                archive.write(part, part.name)
+        yield bundle, file.name
+
+
 @app.command()
 @friendly_errors
 def ingest(
@@ -309,10 +332,10 @@ def ingest(
 
     options = _ingest_options(**locals())
     settings = Settings()
-    with database(settings) as engine:
-        job_id = start_ingest_job(engine, kind, options, file.name)
+    with database(settings) as engine, _with_sidecars(file) as (path, shown_name):
+        job_id = start_ingest_job(engine, kind, options, shown_name)
         with progress_display(f"{kind} {file.name}") as show:
-            result = run_ingest_job(engine, settings, job_id, kind, file.resolve(), file.name,
+            result = run_ingest_job(engine, settings, job_id, kind, path, shown_name,
                                     options, [show])
     summary = {k: v for k, v in result.items()
                if k not in ("statistics", "warnings", "columns", "skipped")}
@@ -358,8 +381,8 @@ def check(
 
     options = _ingest_options(**locals())
     settings = Settings()
-    with database(settings) as engine:
-        report = check_ingest(engine, settings, kind, file.resolve(), file.name, options)
+    with database(settings) as engine, _with_sidecars(file) as (path, shown_name):
+        report = check_ingest(engine, settings, kind, path, shown_name, options)
     would = report.get("would_load") or {}
     if report["ok"]:
         summary = {k: v for k, v in would.items()
