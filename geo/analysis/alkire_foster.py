@@ -152,7 +152,8 @@ def alkire_foster(
     result = pd.DataFrame(index=estimator.index)
     result["n"] = estimator.count
     result["population"] = estimator.total("one")
-    result["poor"] = long.groupby(group_columns, sort=True)["poor"].sum().astype(int)
+    result["poor"] = pd.Series(estimator._sum(long["poor"].to_numpy(dtype=float)),
+                               index=estimator.index).round().astype(int)
     for name, numerator, denominator in (("H", "poor", "one"), ("M0", "c_k", "one"),
                                          ("A", "c_k", "poor")):
         result[name], result[f"{name}_se"] = estimator.ratio(numerator, denominator)
@@ -167,40 +168,51 @@ def alkire_foster(
 
 
 class _RatioEstimator:
-    """Weighted ratios sum(w y) / sum(w x) per group with cluster-linearised standard errors."""
+    """Weighted ratios sum(w y) / sum(w x) per group with cluster-linearised standard errors.
+
+    Groups and (group, cluster) pairs are factorised once into integer codes; every sum is
+    then one np.bincount (a groupby per statistic took seconds on a demo's 100,000 rows).
+    """
 
     def __init__(self, long: pd.DataFrame, groups: list[str]) -> None:
-        self.long, self.groups = long, groups
-        self.grouped = long.groupby(groups, sort=True)
-        self.index = self.grouped.size().index
-        self.count = self.grouped.size().astype(int)
-        self.clusters = self.grouped["cluster"].nunique().astype(float)
+        self.long = long
+        grouped = long.groupby(groups, sort=True)
+        codes = grouped.ngroup().to_numpy()
+        self.index = grouped.size().index
+        self.group = codes
+        self.size = len(self.index)
+        cluster_codes, cluster_names = pd.factorize(long["cluster"])
+        pair = codes.astype(np.int64) * max(1, len(cluster_names)) + cluster_codes
+        pairs, self.cluster = np.unique(pair, return_inverse=True)
+        self.cluster_group = (pairs // max(1, len(cluster_names))).astype(np.int64)
+        self.clusters = np.bincount(self.cluster_group, minlength=self.size).astype(float)
+        self.count = pd.Series(np.bincount(codes, minlength=self.size), index=self.index)
+        self.weight = long["w"].to_numpy(dtype=float)
+
+    def _sum(self, values: np.ndarray) -> np.ndarray:
+        return np.bincount(self.group, weights=values, minlength=self.size)
 
     def total(self, column: str) -> pd.Series:
         """Return sum(w x) per group."""
-        return (self.long["w"] * self.long[column]).groupby(
-            [self.long[g] for g in self.groups], sort=True).sum()
+        return pd.Series(self._sum(self.weight * self.long[column].to_numpy(dtype=float)),
+                         index=self.index)
 
     def ratio(self, numerator: str, denominator: str) -> tuple[pd.Series, pd.Series]:
         """Return (estimate, standard error) of sum(w y) / sum(w x) per group."""
-        top, bottom = self.total(numerator), self.total(denominator)
-        estimate = (top / bottom.where(bottom > 0)).reindex(self.index)
-        keys = pd.MultiIndex.from_frame(self.long[self.groups]) if len(self.groups) > 1 else (
-            pd.Index(self.long[self.groups[0]]))
-        at_row = estimate.reindex(keys).to_numpy()
-        scale = bottom.reindex(keys).to_numpy()
+        y = self.long[numerator].to_numpy(dtype=float)
+        x = self.long[denominator].to_numpy(dtype=float)
+        top, bottom = self._sum(self.weight * y), self._sum(self.weight * x)
         with np.errstate(divide="ignore", invalid="ignore"):
-            residual = self.long["w"].to_numpy() * (
-                self.long[numerator].to_numpy() - at_row * self.long[denominator].to_numpy()
-            ) / scale
-        frame = self.long[self.groups].assign(cluster=self.long["cluster"].to_numpy(),
-                                              residual=residual)
-        per_cluster = frame.groupby([*self.groups, "cluster"], sort=False)["residual"].sum()
-        squares = (per_cluster ** 2).groupby(level=list(range(len(self.groups))),
-                                             sort=True).sum()
-        m = self.clusters.reindex(squares.index)
-        variance = (m / (m - 1.0)).where(m > 1) * squares
-        return estimate, np.sqrt(variance).reindex(self.index)
+            estimate = np.where(bottom > 0, top / bottom, np.nan)
+            residual = self.weight * (y - estimate[self.group] * x) / bottom[self.group]
+        per_cluster = np.bincount(self.cluster, weights=np.nan_to_num(residual),
+                                  minlength=len(self.cluster_group))
+        squares = np.bincount(self.cluster_group, weights=per_cluster ** 2, minlength=self.size)
+        m = self.clusters
+        with np.errstate(divide="ignore", invalid="ignore"):
+            variance = np.where((m > 1) & (bottom > 0), m / (m - 1.0) * squares, np.nan)
+        return (pd.Series(estimate, index=self.index),
+                pd.Series(np.sqrt(variance), index=self.index))
 
 
 def locality_memberships(record_localities: pd.Series,

@@ -28,6 +28,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import norm
 
 Measure = Literal["share", "percent", "mean"]
@@ -39,6 +40,17 @@ MIN_EFFECTIVE_N = 30.0
 PERCENT_UNITS = frozenset({"percent", "%", "pct", "per cent", "percentage"})
 SHARE_UNITS = frozenset({"share", "proportion", "fraction", "ratio"})
 DEFAULT_CONFIDENCE = 0.95
+
+
+class Uncertainty(BaseModel):
+    """The methodology's rules for survey uncertainty: confidence level and design effect."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    confidence_level: float = Field(default=DEFAULT_CONFIDENCE, ge=0.8, lt=1.0)
+    default_design_effect: float = Field(
+        default=1.0, gt=0.0, le=20.0,
+        description="design effect of indicators that do not state their own")
 
 
 def z_value(confidence: float) -> float:

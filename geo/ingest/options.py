@@ -80,6 +80,23 @@ class InstitutionsOptions(_Options):
     default_type: str | None = Field(None, max_length=40)
 
 
+class HouseholdsOptions(_Options):
+    """Household microdata: the survey period when the file has none, extra subgroup columns."""
+
+    period: str | None = Field(None, min_length=1, max_length=40,
+                               description="Survey period when the file has no period column")
+    subgroups: list[str] | None = Field(
+        None, description="Columns that are subgroup attributes beyond the usual names "
+        "(sex, age, disability, status, ...)")
+
+    @field_validator("subgroups", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
 class NoOptions(_Options):
     """This kind takes no options."""
 
@@ -93,6 +110,7 @@ OPTION_MODELS: dict[str, type[_Options]] = {
     "indicators": NoOptions,
     "observations": NoOptions,
     "priorities": NoOptions,
+    "households": HouseholdsOptions,
 }
 assert set(OPTION_MODELS) == set(DATASET_KINDS)
 

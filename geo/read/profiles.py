@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from geo.errors import NotFoundError, ValidationError
-from geo.read.disclosure import may_see_subgroups, suppress_cell, suppress_exposed_by_subgroup
+from geo.read.disclosure import may_see_subgroups, suppress_exposed_by_subgroup
 from geo.read.run_cache import RunCache
+from geo.read.subgroups import subgroup_sections
 
 MAX_LIMIT = 1000
 LOCALITY_COLUMNS = (
@@ -182,8 +183,10 @@ def risk_profile(conn: Connection, code: str, run: dict[str, Any], role: str,
         "hazards": _hazards_for(details.get("hazards", {}), role, k_min),
         "conflict": details.get("conflict"), "access": details.get("access", {}),
         "trend": details.get("trend", {}),
-        "subgroups": [suppress_cell(cell, role, k_min) for cell in details.get("subgroups", [])],
+        # subgroups, gap_trends, multidimensional (Alkire-Foster), compounded_groups
+        **subgroup_sections(details, role, k_min),
         "subgroups_visible": may_see_subgroups(role),
+        "k_min": k_min,
         "community_priorities": row.priorities or [],
         "institutions": {k: int(v) for k, v in (row.institutions or {}).items()},
     }
