@@ -163,10 +163,14 @@ def _gap_columns(result: pd.DataFrame, signs: pd.Series | None, confidence: floa
                                     np.sqrt(np.nan_to_num(se_b) ** 2 + np.nan_to_num(se_f) ** 2),
                                     confidence)
     result["gap_change_ci_low"], result["gap_change_ci_high"] = low, high
-    # Narrowing is movement of the gap towards zero from the side it started on (from zero:
-    # any movement beyond noise is a widening).
-    start = np.where(gap_b != 0, np.sign(gap_b), np.sign(gap_f))
-    narrowing = -start * beyond_noise(low, high)
+    # Narrowed: the gap is smaller and moved towards zero beyond noise. Widened: it is
+    # larger and moved away from zero (on the side it ended on) beyond noise, which also
+    # covers a gap that crossed zero and grew on the other side.
+    moved = beyond_noise(low, high)
+    smaller = np.abs(gap_f) < np.abs(gap_b)
+    larger = np.abs(gap_f) > np.abs(gap_b)
+    narrowing = np.where(smaller & (moved == -np.sign(gap_b)) & (moved != 0), 1,
+                         np.where(larger & (moved == np.sign(gap_f)) & (moved != 0), -1, 0))
     result["gap_narrowed"] = _verdict(narrowing, gap_b, gap_f)
     result["gap_status"] = _words(narrowing, gap_b, gap_f,
                                   ("gap narrowed", "gap widened", "no clear change"))

@@ -48,6 +48,34 @@ def subgroup_sections(details: dict[str, Any], role: str, k_min: int) -> dict[st
     }
 
 
+def subgroup_summary(details: dict[str, Any], role: str, k_min: int) -> dict[str, Any]:
+    """Return one locality's subgroup figures for an export row, as the role may see them.
+
+    The Alkire-Foster H, A and M0 of the whole locality with their intervals (withheld for
+    a locality with fewer than k_min people, or to protect a sibling), how many subgroup
+    cells are behind beyond noise and the furthest behind of them, counted only over the
+    cells the role may see.
+    """
+    sections = subgroup_sections({k: v for k, v in details.items() if v is not None}, role,
+                                 k_min)
+    md = sections["multidimensional"] or {}
+    own = md.get("all") or {}
+    summary: dict[str, Any] = {"mpi_method": md.get("method")}
+    for name in ("H", "A", "M0"):
+        for suffix in ("", "_ci_low", "_ci_high"):
+            summary[f"mpi_{name.lower()}{suffix}"] = own.get(name + suffix)
+    summary["mpi_reliability"] = own.get("reliability")
+    behind = [c for c in sections["subgroups"]
+              if not c["withheld"] and c.get("status") == "behind"]
+    summary["groups_behind"] = len(behind)
+    top = max(behind, key=lambda c: c.get("gap_locality") or 0, default=None)
+    summary["furthest_behind"] = (f"{top['subgroup']} ({top['indicator']})" if top else None)
+    possible = [c for c in sections["subgroups"]
+                if not c["withheld"] and c.get("status") == "possible_gap"]
+    summary["possible_gaps"] = len(possible)
+    return summary
+
+
 COMPOUNDED_SQL = text(
     "SELECT l.code, l.name, l.level, l.parent_code, r.details FROM score_results r "
     "JOIN localities l ON l.id = r.locality_id WHERE r.run_id = :run AND l.level = "

@@ -144,7 +144,8 @@ def _multidimensional(inputs: RunInputs, details: dict[str, dict[str, Any]],
     for code in inputs.localities.index:
         if code not in measured:
             details.setdefault(code, {})["multidimensional"] = {
-                "method": "place_count", "note": PLACE_COUNT_NOTE}
+                "method": "place_count", "note": PLACE_COUNT_NOTE,
+                "confidence_level": methodology.uncertainty.confidence_level}
 
 
 def _alkire_foster(inputs: RunInputs, details: dict[str, dict[str, Any]],
