@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from geo.read.disclosure import suppress_cells
+from geo.read.disclosure import may_see_subgroups, suppress_cells
 
 MAX_ITEMS = 5000
 
@@ -65,13 +65,12 @@ def subgroup_summary(details: dict[str, Any], role: str, k_min: int) -> dict[str
         for suffix in ("", "_ci_low", "_ci_high"):
             summary[f"mpi_{name.lower()}{suffix}"] = own.get(name + suffix)
     summary["mpi_reliability"] = own.get("reliability")
-    behind = [c for c in sections["subgroups"]
-              if not c["withheld"] and c.get("status") == "behind"]
+    seen = [c for c in sections["subgroups"] if may_see_subgroups(role) or not c["withheld"]]
+    behind = [c for c in seen if c.get("status") == "behind"]
     summary["groups_behind"] = len(behind)
     top = max(behind, key=lambda c: c.get("gap_locality") or 0, default=None)
     summary["furthest_behind"] = (f"{top['subgroup']} ({top['indicator']})" if top else None)
-    possible = [c for c in sections["subgroups"]
-                if not c["withheld"] and c.get("status") == "possible_gap"]
+    possible = [c for c in seen if c.get("status") == "possible_gap"]
     summary["possible_gaps"] = len(possible)
     return summary
 
