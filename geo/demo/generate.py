@@ -291,7 +291,7 @@ The same seed always produces the same files.
 - `institutions.csv` — `name,type,capacity,sensitive,latitude,longitude`; capacity is beds
   (hospital), daily consultations (health centre), pupils (schools, vocational), people
   reached (NGO), members (youth centre), staff (administration), m³/day (water point).
-- `indicators.csv` — `code,name,dimension,polarity,cutoff,unit,target`.
+- `indicators.csv` — `code,name,dimension,polarity,cutoff,unit,target,design_effect`.
 - `observations.csv` — `locality_code,indicator,period,subgroup,value,sample_size,source`
   for {survey.BASELINE} (baseline) and {survey.FOLLOW_UP} (follow-up). `population_share`
   rows give subgroup shares of each village (sample_size = the subgroup's head count).

@@ -139,6 +139,9 @@
     return (value > 0 ? '+' : '') + fmt(value, decimals);
   }
 
+  /** A subgroup key as people read it: "disability=yes; sex=female" wraps at the spaces. */
+  function group(key) { return String(key || '').split(';').join('; '); }
+
   function reliabilityTag(word) {
     return el('span', { className: 'ra-rel ra-rel-' + (word || 'unknown'), text: RELIABILITY[word] || '—' });
   }
@@ -152,10 +155,12 @@
   }
 
   function subgroupRow(s) {
-    return [words(s.indicator), s.subgroup, withCi(s.value, s.ci_low, s.ci_high, 1),
+    // reliability sits under the value it qualifies, so the table fits the panel
+    return [words(s.indicator), group(s.subgroup),
+      el('span', {}, [withCi(s.value, s.ci_low, s.ci_high, 1), el('br'),
+        fmt(s.sample_size, 0) + ' answers, ', reliabilityTag(s.reliability)]),
       withCi(s.gap_locality, s.gap_locality_ci_low, s.gap_locality_ci_high, 1),
-      signed(s.gap_national, 1) + (s.behind_national ? ' (behind beyond noise)' : ''),
-      fmt(s.sample_size, 0), reliabilityTag(s.reliability)];
+      signed(s.gap_national, 1) + (s.behind_national ? ' (behind)' : '')];
   }
 
   function subgroups(p, limit) {
@@ -169,7 +174,7 @@
       .sort(function (a, b) { return (b.gap_locality || 0) - (a.gap_locality || 0); }).slice(0, limit || 10);
     var possible = visible.filter(function (s) { return s.status === 'possible_gap'; })
       .sort(function (a, b) { return (b.gap_locality || 0) - (a.gap_locality || 0); }).slice(0, limit || 10);
-    var head = ['Indicator', 'Group', 'Value (95 % interval)', 'Gap vs locality (interval)', 'Gap vs national', 'Answers', 'Reliability'];
+    var head = ['Indicator', 'Group', 'Value (interval)', 'Gap vs locality (interval)', 'Gap vs national'];
     var level = p.multidimensional && p.multidimensional.confidence_level;
     var children = [
       el('p', { className: 'ra-hint', text: 'Behind: worse off than the locality as a whole, and the gap’s interval lies above zero' +
@@ -218,14 +223,15 @@
       return ra - rb || (b.M0 || 0) - (a.M0 || 0);
     });
     var rows = groups.slice(0, limit || 12).map(function (g) {
-      return [g.subgroup, withCi(pctOf(g.H), pctOf(g.H_ci_low), pctOf(g.H_ci_high), 0) + ' %', pct(g.A, 0),
-        withCi(g.M0, g.M0_ci_low, g.M0_ci_high, 3), words(g.status || ''), fmt(g.sample_size, 0), reliabilityTag(g.reliability)];
+      return [el('span', {}, [group(g.subgroup), el('br'), fmt(g.sample_size, 0) + ' people, ', reliabilityTag(g.reliability)]),
+        withCi(pctOf(g.H), pctOf(g.H_ci_low), pctOf(g.H_ci_high), 0) + ' %', pct(g.A, 0),
+        withCi(g.M0, g.M0_ci_low, g.M0_ci_high, 3), words(g.status || '')];
     });
     return section('Deprived in several dimensions at once (Alkire–Foster, k = ' + fmt(md.k * 100, 0) + ' %)', facts.concat([
       el('p', { className: 'ra-hint', text: 'From the ' + md.period + ' household survey: a person is multidimensionally poor when deprived in at least ' +
         fmt(md.k * 100, 0) + ' % of the weighted indicators. Intervals from the sampling weights, households as clusters.' }),
       contrib,
-      rows.length ? table('Groups, behind first', ['Group', 'Poor (H)', 'Intensity (A)', 'M0 (interval)', 'Versus the locality', 'People', 'Reliability'], rows, 'ra-md-groups') : null,
+      rows.length ? table('Groups, behind first', ['Group', 'Poor (H)', 'Intensity (A)', 'M0 (interval)', 'Versus the locality'], rows, 'ra-md-groups') : null,
       withheldNote(p, (md.groups || []).length - groups.length)
     ]), 'ra-h-md');
   }
@@ -237,7 +243,7 @@
     if (!list.length) { return el('p', { className: 'ra-hint', text: 'No subgroup is beyond the cutoffs in ' + ((p.run && p.run.methodology && p.run.methodology.k) || 'k') + ' or more dimensions.' }); }
     return table('Groups beyond the cutoffs in several dimensions (from group averages, not Alkire–Foster)',
       ['Group', 'Dimensions', 'Beyond noise', 'Answers'], list.map(function (c) {
-        return [c.subgroup, c.deprived_dimensions + ': ' + c.dimensions.map(words).join(', '),
+        return [group(c.subgroup), c.deprived_dimensions + ': ' + c.dimensions.map(words).join(', '),
           (c.dimensions_beyond_noise || []).map(words).join(', ') || 'none', fmt(c.sample_size, 0)];
       }), 'ra-compounded');
   }
@@ -267,7 +273,7 @@
       return oa - ob || Math.abs(b.gap_change || 0) - Math.abs(a.gap_change || 0);
     });
     var rows = visible.slice(0, limit || 12).map(function (t) {
-      return [words(t.indicator), t.subgroup, signed(t.gap_baseline, 1) + ' → ' + signed(t.gap_followup, 1),
+      return [words(t.indicator), group(t.subgroup), signed(t.gap_baseline, 1) + ' → ' + signed(t.gap_followup, 1),
         withCi(t.gap_change, t.gap_change_ci_low, t.gap_change_ci_high, 1), t.gap_status || '—'];
     });
     return section('Are the gaps narrowing? (beyond noise)', [
@@ -282,13 +288,14 @@
     var keys = {};
     names.forEach(function (n) { Object.keys(p.hazards[n].people_exposed_by_subgroup).forEach(function (k) { keys[k] = true; }); });
     var groups = Object.keys(keys).sort();
-    var rows = names.map(function (n) {
-      var split = p.hazards[n].people_exposed_by_subgroup;
-      return [n].concat(groups.map(function (g) {
+    // one row per group and a column per layer: there are few layers and many groups
+    var rows = groups.map(function (g) {
+      return [group(g)].concat(names.map(function (n) {
+        var split = p.hazards[n].people_exposed_by_subgroup;
         return !(g in split) ? '—' : split[g] === null ? 'withheld' : fmt(split[g], 0);
       }));
     });
-    return section('People exposed, by group', [table(null, ['Layer'].concat(groups), rows, 'ra-exposed-groups')], 'ra-h-exposed');
+    return section('People exposed, by group', [table(null, ['Group'].concat(names), rows, 'ra-exposed-groups')], 'ra-h-exposed');
   }
 
   function priorities(p) {
