@@ -137,10 +137,16 @@ def _gap_trends(obs: pd.DataFrame, trend: pd.DataFrame, details: dict[str, dict[
 # -- Alkire-Foster ------------------------------------------------------------------------------
 def _multidimensional(inputs: RunInputs, details: dict[str, dict[str, Any]],
                       methodology: Methodology, k_min: int) -> None:
-    measured = set()
+    measured: set[str] = set()
     households = inputs.households
     if not households.empty:
-        measured = _alkire_foster(inputs, details, methodology, k_min)
+        # One measure per questionnaire (the set of indicators a file asked): people asked
+        # different questions cannot be scored on the same weights. The largest survey
+        # goes first, and a locality keeps the first measure it gets.
+        questionnaire = households["indicator_values"].map(lambda v: tuple(sorted(v)))
+        for key in questionnaire.value_counts().index:
+            survey = households[questionnaire == key]
+            measured |= _alkire_foster(inputs, survey, details, methodology, k_min, measured)
     for code in inputs.localities.index:
         if code not in measured:
             details.setdefault(code, {})["multidimensional"] = {
@@ -148,12 +154,16 @@ def _multidimensional(inputs: RunInputs, details: dict[str, dict[str, Any]],
                 "confidence_level": methodology.uncertainty.confidence_level}
 
 
-def _alkire_foster(inputs: RunInputs, details: dict[str, dict[str, Any]],
-                   methodology: Methodology, k_min: int) -> set[str]:
-    """Compute AF per period, locality (every level) and subgroup; return localities measured."""
+def _alkire_foster(inputs: RunInputs, households: pd.DataFrame,
+                   details: dict[str, dict[str, Any]], methodology: Methodology, k_min: int,
+                   taken: set[str]) -> set[str]:
+    """Compute AF per period, locality (every level) and subgroup; return localities measured.
+
+    Localities in `taken` already have a measure from a larger survey and are left alone.
+    """
     settings = methodology.deprivation
     confidence = methodology.uncertainty.confidence_level
-    records, g0, weights, dropped = _microdata(inputs, settings)
+    records, g0, weights, dropped = _microdata(inputs, households, settings)
     if records.empty:
         return set()
     parents = inputs.localities["parent_code"].where(
@@ -175,6 +185,8 @@ def _alkire_foster(inputs: RunInputs, details: dict[str, dict[str, Any]],
             "confidence_level": confidence, "people_excluded_incomplete": dropped}
     latest = result[result["period"] == result.groupby("locality")["period"].transform("max")]
     for code, frame in latest.groupby("locality", sort=False):
+        if code in taken:
+            continue
         groups_out = [_af_cell(row, weights.index, change) for row in frame.to_dict("records")]
         own = next(g for g in groups_out if g["subgroup"] == ALL)
         entry = details.setdefault(code, {})
@@ -184,13 +196,12 @@ def _alkire_foster(inputs: RunInputs, details: dict[str, dict[str, Any]],
         entry["compounded_groups"] = [
             _compounded_entry(g) for g in sorted(groups_out, key=lambda g: -(g["M0"] or 0))
             if g["subgroup"] != ALL and (g["H"] or 0) > 0]
-    return set(latest["locality"])
+    return set(latest["locality"]) - taken
 
 
-def _microdata(inputs: RunInputs, settings: af.Deprivation
+def _microdata(inputs: RunInputs, households: pd.DataFrame, settings: af.Deprivation
                ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, int]:
     """Return complete person records, their deprivations, the indicator weights, # dropped."""
-    households = inputs.households
     values = pd.DataFrame(list(households["indicator_values"]), index=households.index)
     codes = [c for c in values.columns if c in inputs.indicators.index]
     g0 = pd.DataFrame({c: af.deprived(values[c], polarity=inputs.indicators.at[c, "polarity"],
