@@ -222,7 +222,7 @@ def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g.
 # -- ingest and check ---------------------------------------------------------------------
 KINDS_HELP = (
     "localities, population, hazard, events, institutions, indicators, observations, "
-    "priorities"
+    "priorities, households"
 )
 
 

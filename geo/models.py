@@ -39,7 +39,7 @@ ROLES = ("public", "analyst", "uploader", "admin")
 JOB_STATES = ("queued", "running", "succeeded", "failed")
 DATASET_KINDS = (
     "localities", "population", "hazard", "events", "institutions",
-    "indicators", "observations", "priorities",
+    "indicators", "observations", "priorities", "households",
 )
 RASTER_ROLES = ("hazard", "population")
 POLARITIES = ("higher_is_worse", "higher_is_better")
@@ -270,6 +270,8 @@ class Indicator(Base):
     cutoff: Mapped[float | None] = mapped_column(Float)
     unit: Mapped[str | None] = mapped_column(String(40))
     target: Mapped[float | None] = mapped_column(Float)
+    # Kish's design effect of the survey behind this indicator: n / deff independent answers.
+    design_effect: Mapped[float | None] = mapped_column(Float)
     dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"))
 
 
@@ -282,6 +284,9 @@ class Observation(Base):
             "locality_id", "indicator_id", "period", "subgroup", name="uq_observations_cell"
         ),
         CheckConstraint("sample_size IS NULL OR sample_size >= 0", name="sample_size"),
+        CheckConstraint("standard_error IS NULL OR standard_error >= 0", name="standard_error"),
+        CheckConstraint("ci_low IS NULL OR ci_high IS NULL OR ci_low <= ci_high",
+                        name="interval"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -295,7 +300,34 @@ class Observation(Base):
     subgroup: Mapped[str] = mapped_column(String(200), default="all")
     value: Mapped[float] = mapped_column(Float)
     sample_size: Mapped[int | None] = mapped_column(Integer)
+    # The source's own uncertainty, when it publishes one (design-based SE or interval).
+    standard_error: Mapped[float | None] = mapped_column(Float)
+    ci_low: Mapped[float | None] = mapped_column(Float)
+    ci_high: Mapped[float | None] = mapped_column(Float)
     source: Mapped[str | None] = mapped_column(Text)
+    dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+
+
+class HouseholdRecord(Base):
+    """One person of household survey microdata: weight, subgroup attributes, indicator values."""
+
+    __tablename__ = "household_records"
+    __table_args__ = (
+        UniqueConstraint("locality_id", "period", "household_id", "person_id",
+                         name="uq_household_records_person"),
+        CheckConstraint("weight > 0", name="weight"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    locality_id: Mapped[int] = mapped_column(
+        ForeignKey("localities.id", ondelete="CASCADE"), index=True
+    )
+    period: Mapped[str] = mapped_column(String(40))
+    household_id: Mapped[str] = mapped_column(String(100))
+    person_id: Mapped[str] = mapped_column(String(100))
+    weight: Mapped[float] = mapped_column(Float)
+    attributes: Mapped[dict[str, str]] = mapped_column(JSONB, default=dict)
+    indicator_values: Mapped[dict[str, float | None]] = mapped_column(JSONB, default=dict)
     dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
 
 

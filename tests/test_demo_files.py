@@ -18,7 +18,7 @@ from geopandas.testing import assert_geodataframe_equal
 from geo.demo.generate import COUNT_RANGES, DEFAULT_SEED, DemoManifest, generate_demo
 
 CSV_FILES = ("population.csv", "conflict_events.csv", "institutions.csv", "indicators.csv",
-             "observations.csv", "priorities.csv")
+             "observations.csv", "priorities.csv", "households.csv")
 RASTERS = ("population.tif", "flood_depth.tif", "landslide_susceptibility.tif",
            "drought_index.tif")
 INSTITUTION_TYPES = {"health_centre", "hospital", "school_primary", "school_secondary",
@@ -102,7 +102,8 @@ def test_manifest_lists_every_file_with_its_kind(manifest: DemoManifest) -> None
     assert {h.options["kind"] for h in hazards} == {"flood", "landslide", "drought"}
     assert all({"name", "unit", "polarity", "threshold", "level_thresholds"} <= h.options.keys()
                for h in hazards)
-    for kind in ("events", "institutions", "indicators", "observations", "priorities"):
+    for kind in ("events", "institutions", "indicators", "observations", "priorities",
+                 "households"):
         assert len(manifest.of_kind(kind)) == 1, kind
     on_disk = json.loads((manifest.out_dir / "manifest.json").read_text(encoding="utf-8"))
     assert on_disk == json.loads(json.dumps(manifest.to_dict()))
@@ -274,7 +275,7 @@ def test_institutions_cover_the_vocabulary_and_flag_shelters(out: Path, levels: 
 def test_indicators_have_dimension_polarity_and_cutoff(out: Path) -> None:
     table = pd.read_csv(out / "indicators.csv")
     assert list(table.columns) == ["code", "name", "dimension", "polarity", "cutoff", "unit",
-                                   "target"]
+                                   "target", "design_effect"]
     assert set(table["polarity"]) == {"higher_is_worse", "higher_is_better"}
     assert {"economic", "food", "health", "personal", "political"} <= set(table["dimension"])
     scored = table[table["code"] != "population_share"]
@@ -338,3 +339,17 @@ def test_detached_fragments_join_their_longest_bordering_neighbour() -> None:
     assert fixed[0].equals(box(0, 0, 2, 2))
     assert fixed[1].equals(box(2, 0, 3.2, 2))
     assert shapely.union_all(fixed).equals(shapely.union_all([split, neighbour, far]))
+
+
+def test_household_microdata_cover_a_sample_of_villages_with_small_cells(out: Path) -> None:
+    people = pd.read_csv(out / "households.csv", dtype={"person_id": str})
+    assert set(people["period"].astype(str)) == {"2024", "2026"}
+    villages = people["locality_code"].unique()
+    assert 10 <= len(villages) <= 40
+    assert (people["weight"] > 0).all()
+    assert not people.duplicated(["locality_code", "period", "household_id", "person_id"]).any()
+    answers = ["poverty_rate", "food_insecurity", "safe_water_access", "school_attendance",
+               "violence_experienced"]
+    assert set(np.unique(people[answers].to_numpy())) <= {0, 1}
+    cells = people.groupby(["locality_code", "period", "disability", "status"]).size()
+    assert (cells < 10).any() and (cells >= 100).any()  # some withheld, some solid

@@ -9,10 +9,10 @@ from geo.demo.generate import COUNT_RANGES
 from geo.settings import Settings
 
 
-def _query(settings: Settings, sql: str) -> list[tuple]:
+def _query(settings: Settings, sql: str, params: tuple = ()) -> list[tuple]:
     url = (settings.database.url or "").replace("+psycopg", "")
     with psycopg.connect(url) as conn:
-        return conn.execute(sql).fetchall()
+        return conn.execute(sql, params or None).fetchall()
 
 
 def test_documented_counts(demo_settings: Settings) -> None:
@@ -40,9 +40,9 @@ def test_documented_counts(demo_settings: Settings) -> None:
 def test_every_upload_was_a_succeeded_job(demo_settings: Settings) -> None:
     jobs = dict(_query(demo_settings, "SELECT status, count(*) FROM jobs "
                                       "WHERE kind LIKE 'ingest:%' GROUP BY status"))
-    assert jobs == {"succeeded": 13}
+    assert jobs == {"succeeded": 14}
     (datasets,), = _query(demo_settings, "SELECT count(*) FROM datasets")
-    assert datasets == 13
+    assert datasets == 14
 
 
 def test_geometries_valid_and_in_4326(demo_settings: Settings) -> None:
@@ -94,3 +94,17 @@ def test_healthz_reports_the_demo(demo_http) -> None:  # type: ignore[no-untyped
     body = demo_http.get("/healthz").json()
     assert body["database"]["status"] == "up"
     assert body["database"]["localities_by_level"]["3"] >= 350
+
+
+def test_household_microdata_loaded_and_measured_at_every_level(demo_settings: Settings,
+                                                                 demo_run: dict) -> None:
+    (people, villages), = _query(demo_settings, "SELECT count(*), count(DISTINCT locality_id) "
+                                                "FROM household_records")
+    assert people > 5000 and 10 <= villages <= 40
+    rows = _query(demo_settings,
+                  "SELECT l.level, count(*) FROM score_results r JOIN localities l ON "
+                  "l.id = r.locality_id WHERE r.run_id = %s AND r.details -> "
+                  "'multidimensional' ->> 'method' = 'alkire_foster' GROUP BY 1 ORDER BY 1",
+                  (demo_run["run_id"],))
+    levels = dict(rows)
+    assert levels[1] == 1 and levels[2] >= 1 and levels[3] == villages

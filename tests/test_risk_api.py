@@ -253,3 +253,80 @@ def test_out_of_range_parameters_are_422_naming_the_field(demo_http: httpx.Clien
     response = demo_http.get(path)
     assert response.status_code == 422
     assert any(d["field"].endswith(field) for d in response.json()["details"])
+
+
+IDENTITY = {"indicator", "subgroup", "period", "baseline_period", "followup_period",
+            "attributes", "intersection", "method", "withheld", "withheld_reason"}
+
+
+def _families(cells: list[dict]) -> dict[tuple, list[dict]]:
+    families: dict[tuple, list[dict]] = {}
+    for c in cells:
+        pairs = c["subgroup"].split(";")
+        for index, pair in enumerate(pairs):
+            parent = ";".join(pairs[:index] + pairs[index + 1:]) or "all"
+            families.setdefault((c.get("indicator"), parent, pair.split("=")[0]), []).append(c)
+    return families
+
+
+def test_no_new_subgroup_field_leaks_a_small_cell(demo_settings: Settings,
+                                                  demo_http: httpx.Client) -> None:
+    """Public profiles of the surveyed villages: withheld cells show nothing but who they are,
+    and no family (a total and the subgroups that split it) has a lone withheld member that
+    the total minus the visible others would give back."""
+    villages = demo_http.get("/api/v1/localities", params={"level": 3, "limit": 1000}).json()
+    checked = 0
+    for item in villages["items"]:
+        profile = demo_http.get(f"/api/v1/localities/{item['code']}/risk").json()
+        md = profile["multidimensional"] or {}
+        lists = [profile["subgroups"], profile["gap_trends"], profile["compounded_groups"],
+                 md.get("groups", [])]
+        for cells in lists:
+            for cell in cells:
+                if cell["withheld"]:
+                    assert {k for k, v in cell.items() if v is not None} <= IDENTITY, cell
+            by_subgroup = {(c.get("indicator"), c["subgroup"]): c for c in cells}
+            for (indicator, parent, _), members in _families(cells).items():
+                total = by_subgroup.get((indicator, parent))
+                if parent != "all" and (total is None or total["withheld"]):
+                    continue  # nothing visible to subtract from
+                hidden = [c for c in members if c["withheld"]]
+                assert len(hidden) != 1 or len(members) == 1, members
+        if md.get("method") == "alkire_foster":
+            checked += 1
+    assert checked >= 10
+
+
+def test_compounded_groups_endpoint_on_the_demo(demo_settings: Settings,
+                                                demo_http: httpx.Client) -> None:
+    path = "/api/v1/subgroups/compounded"
+    assert demo_http.get(path).status_code == 401
+    assert demo_http.get(path, headers=_key(demo_settings, "public")).status_code == 403
+    body = demo_http.get(path, params={"level": 3}, headers=_key(demo_settings, "analyst"))
+    assert body.status_code == 200
+    items = body.json()["items"]
+    methods = {i["method"] for i in items}
+    assert "alkire_foster" in methods
+    af = [i for i in items if i["method"] == "alkire_foster"]
+    assert af == sorted(af, key=lambda i: -(i["M0"] or 0))
+    with_interval = [i for i in af if i["H_ci_low"] is not None]
+    assert with_interval and all(i["H_ci_low"] <= i["H"] <= i["H_ci_high"] for i in with_interval)
+    district = demo_http.get(path, params={"level": 2}, headers=_key(demo_settings, "analyst"))
+    assert {i["level"] for i in district.json()["items"]} <= {2}
+
+
+def test_export_has_hxl_tagged_subgroup_columns(demo_http: httpx.Client) -> None:
+    text = demo_http.get("/api/v1/rankings.csv", params={"limit": 400, "level": 3}).text
+    rows = list(csv.reader(io.StringIO(text)))
+    header, tags = rows[0], rows[1]
+    for column, tag in (("mpi_m0", "#indicator+mpi+m0"),
+                        ("mpi_h_ci_low", "#indicator+pct+mpi+headcount+ci_low"),
+                        ("groups_behind", "#indicator+num+groups_behind")):
+        assert tags[header.index(column)] == tag
+    measured = [r for r in rows[2:] if r[header.index("mpi_method")] == "alkire_foster"]
+    assert measured
+    for row in measured:
+        m0, low, high = (row[header.index(c)] for c in ("mpi_m0", "mpi_m0_ci_low",
+                                                         "mpi_m0_ci_high"))
+        if m0:
+            assert float(low) <= float(m0) <= float(high)

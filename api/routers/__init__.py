@@ -1,9 +1,19 @@
 """Every router of the API, collected in one place."""
 
-from api.routers import health, jobs, layers, localities, maps, ogc, runs, tiles, uploads
+from api.routers import (
+    health,
+    jobs,
+    layers,
+    localities,
+    maps,
+    ogc,
+    runs,
+    subgroups,
+    tiles,
+    uploads,
+)
 
 ROUTERS = [
     health.router, jobs.router, uploads.router, layers.router, runs.router, localities.router,
-    ogc.router,
-    tiles.router, maps.router,
+    ogc.router, tiles.router, maps.router, subgroups.router,
 ]

@@ -178,7 +178,7 @@ def rankings(request: Request, engine: EngineDep, role: CurrentRole,
             response_class=StreamingResponse)
 def export_rankings(
     fmt: Literal["csv", "geojson", "gpkg"], request: Request, engine: EngineDep,
-    role: CurrentRole, params: RankingParams = Depends(),
+    settings: SettingsDep, role: CurrentRole, params: RankingParams = Depends(),
 ) -> Response:
     """Stream the ranking; GeoPackage is written to a temporary file and streamed from disk."""
     with engine.connect() as conn:
@@ -194,7 +194,8 @@ def export_rankings(
         with engine.connect() as conn:
             yield from profiles.iter_rankings(
                 conn, resolved, level=params.level, parent=params.parent, limit=params.limit,
-                compounded_only=params.compounded_only)
+                compounded_only=params.compounded_only,
+                disclosure=(role, settings.privacy.k_min))
 
     name = f"riskatlas-ranking-run{resolved['id']}"
     if fmt == "csv":

@@ -26,7 +26,7 @@ from geo.jobs import get_job
 router = APIRouter(prefix="/api/v1/uploads", tags=["uploads"])
 
 Kind = Literal["localities", "population", "hazard", "events", "institutions", "indicators",
-               "observations", "priorities"]
+               "observations", "priorities", "households"]
 STATUS_BY_CODE = {"invalid_input": 422, "too_large": 413, "conflict": 409, "not_found": 422}
 CHUNK = 1 << 20
 

@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from geo.analysis.alkire_foster import Deprivation
+from geo.analysis.uncertainty import Uncertainty
 from geo.errors import ValidationError
 
 PILLARS: tuple[str, ...] = ("hazard_exposure", "vulnerability", "lack_of_coping_capacity")
@@ -127,6 +129,9 @@ class Methodology(_Strict):
     missing_data: MissingData = MissingData()
     stress_threshold: float = Field(default=6.5, ge=0.0, le=10.0)
     k: int = Field(default=3, ge=1)
+    # Subgroups and monitoring (survey intervals) and deprivation per person (Alkire-Foster).
+    uncertainty: Uncertainty = Uncertainty()
+    deprivation: Deprivation = Deprivation()
 
     @model_validator(mode="after")
     def _cross_check(self) -> Methodology:

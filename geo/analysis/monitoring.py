@@ -12,7 +12,18 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from geo.analysis.disaggregation import ALL, polarity_signs, prepare_observations
+from geo.analysis.disaggregation import (
+    ALL,
+    gap_to_total_se,
+    polarity_signs,
+    prepare_observations,
+)
+from geo.analysis.uncertainty import (
+    DEFAULT_CONFIDENCE,
+    beyond_noise,
+    difference_interval,
+    estimate_intervals,
+)
 
 CELL = ["locality", "indicator", "subgroup"]
 
@@ -52,20 +63,28 @@ def progress_to_target(
     return np.clip(progress, -1.0, 1.0)
 
 
-def _period_values(frame: pd.DataFrame, period: str, name: str) -> pd.Series:
-    return frame[frame["period"] == str(period)].set_index(CELL)["value"].rename(name)
+def _period_values(frame: pd.DataFrame, period: str, name: str) -> pd.DataFrame:
+    """Return one period's value, standard error and sample size per cell, named by `name`."""
+    rows = frame[frame["period"] == str(period)].set_index(CELL)
+    return pd.DataFrame({name: rows["value"], f"{name}_se": rows["standard_error"],
+                         f"{name}_n": rows["sample_size"]})
 
 
-def _gaps(values: pd.Series, sign: pd.Series | None) -> pd.Series:
-    """Return subgroup value minus its locality's `all` value (signed: + = behind)."""
-    frame = values.reset_index()
-    totals = frame[frame["subgroup"] == ALL].set_index(["locality", "indicator"])[values.name]
+def _gaps(values: pd.Series, errors: pd.Series, sizes: pd.Series,
+          sign: pd.Series | None) -> tuple[np.ndarray, np.ndarray]:
+    """Return subgroup value minus its locality's `all` value (signed: + = behind), and its SE."""
+    frame = pd.DataFrame({"value": values, "se": errors, "n": sizes}).reset_index()
+    totals = frame[frame["subgroup"] == ALL].set_index(["locality", "indicator"])
     keys = pd.MultiIndex.from_frame(frame[["locality", "indicator"]])
-    gap = frame[values.name].to_numpy() - totals.reindex(keys).to_numpy()
+    gap = frame["value"].to_numpy() - totals["value"].reindex(keys).to_numpy()
     if sign is not None:
         gap = gap * frame["indicator"].map(sign).to_numpy(dtype=float)
+    se = gap_to_total_se(frame["se"].to_numpy(dtype=float),
+                          totals["se"].reindex(keys).to_numpy(dtype=float),
+                          frame["n"].to_numpy(dtype=float),
+                          totals["n"].reindex(keys).to_numpy(dtype=float))
     gap[frame["subgroup"].to_numpy() == ALL] = np.nan
-    return pd.Series(gap, index=values.index)
+    return gap, se
 
 
 def change_between_periods(
@@ -75,16 +94,32 @@ def change_between_periods(
     *,
     polarity: Mapping[str, str] | None = None,
     targets: Mapping[str, float] | None = None,
+    measures: Mapping[str, str] | None = None,
+    design_effects: Mapping[str, float] | None = None,
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> pd.DataFrame:
     """Return per (locality, indicator, subgroup) baseline, follow-up, change and progress.
 
-    Columns: baseline, followup, change, relative_change, improved (needs polarity),
-    gap_baseline, gap_followup, gap_narrowed (subgroups only: is the absolute gap to the
-    locality's `all` value smaller at follow-up), target, progress (to target, per
-    indicator where given), target_reached. Cells present in only one period are kept
-    with NaN for the other.
+    Columns: baseline, followup (with `*_ci_low`, `*_ci_high`), change with its interval
+    (`change_ci_low`, `change_ci_high`; the two surveys are independent samples, so the
+    variances add), relative_change, improved (needs polarity), change_status, gap_baseline,
+    gap_followup, gap_change with its interval, gap_narrowed, gap_status (subgroups only: the
+    gap to the locality's `all` value), target, progress (to target, per indicator where
+    given), target_reached and target_status. Cells present in only one period are kept with
+    NaN for the other.
+
+    Every verdict is beyond noise or not said: `improved` is True / False only where the
+    change interval excludes zero (`change_status` `improved` / `worsened`, else
+    `no clear change`); `gap_narrowed` is True where the gap shrank beyond noise and False
+    where it widened beyond noise (`gap narrowed` / `gap widened`, else `no clear change`);
+    `target_status` is `reached` (the follow-up interval lies at or past the target),
+    `on track` (improved beyond noise), `off track` (worsened beyond noise) or
+    `no clear change`. Values without any uncertainty (no sample size, no standard error,
+    e.g. administrative counts) are taken as exact, so their point change decides.
     """
     frame = prepare_observations(observations)
+    intervals = estimate_intervals(frame, measures, design_effects, confidence)
+    frame = frame.drop(columns=intervals.columns, errors="ignore").join(intervals)
     signs = None
     if polarity is not None:
         indicators = pd.Series(frame["indicator"].unique())
@@ -92,23 +127,90 @@ def change_between_periods(
     baseline = _period_values(frame, baseline_period, "baseline")
     followup = _period_values(frame, followup_period, "followup")
     result = pd.concat([baseline, followup], axis=1).sort_index()
+    for name in ("baseline", "followup"):
+        low, high = difference_interval(result[name], result[f"{name}_se"].fillna(0.0),
+                                        confidence)
+        result[f"{name}_ci_low"], result[f"{name}_ci_high"] = low, high
     result["change"] = result["followup"] - result["baseline"]
+    change_se = np.sqrt(result["baseline_se"].fillna(0.0) ** 2
+                        + result["followup_se"].fillna(0.0) ** 2)
+    low, high = difference_interval(result["change"], change_se, confidence)
+    result["change_ci_low"], result["change_ci_high"] = low, high
     result["relative_change"] = relative_change(result["baseline"], result["change"])
     row_sign = _row_values(result, signs)
-    result["improved"] = _nullable_bool(row_sign * result["change"] < 0, result["change"], row_sign)
-    result["gap_baseline"] = _gaps(result["baseline"], signs)
-    result["gap_followup"] = _gaps(result["followup"], signs)
-    narrowed = result["gap_followup"].abs() < result["gap_baseline"].abs()
-    result["gap_narrowed"] = _nullable_bool(
-        narrowed, result["gap_baseline"], result["gap_followup"]
-    )
+    # +1 where the change is an improvement beyond noise, -1 a worsening, 0 neither.
+    better = -row_sign * beyond_noise(low, high)
+    result["improved"] = _verdict(better, result["change"], row_sign)
+    result["change_status"] = _words(better, result["change"], row_sign,
+                                     ("improved", "worsened", "no clear change"))
+    _gap_columns(result, signs, confidence)
     result["target"] = _row_values(result, pd.Series(targets, dtype=float) if targets else None)
     result["progress"] = progress_to_target(
         result["baseline"], result["followup"], result["target"],
         None if signs is None else row_sign,
     )
-    result["target_reached"] = _nullable_bool(result["progress"] >= 1.0, result["progress"])
-    return result.reset_index()
+    _target_columns(result, row_sign, better)
+    dropped = [c for c in result.columns if c.endswith(("_se", "_n"))]
+    return result.drop(columns=dropped).reset_index()
+
+
+def _gap_columns(result: pd.DataFrame, signs: pd.Series | None, confidence: float) -> None:
+    gap_b, se_b = _gaps(result["baseline"], result["baseline_se"], result["baseline_n"], signs)
+    gap_f, se_f = _gaps(result["followup"], result["followup_se"], result["followup_n"], signs)
+    result["gap_baseline"], result["gap_followup"] = gap_b, gap_f
+    result["gap_change"] = gap_f - gap_b
+    low, high = difference_interval(result["gap_change"],
+                                    np.sqrt(np.nan_to_num(se_b) ** 2 + np.nan_to_num(se_f) ** 2),
+                                    confidence)
+    result["gap_change_ci_low"], result["gap_change_ci_high"] = low, high
+    # Narrowed: the gap is smaller and moved towards zero beyond noise. Widened: it is
+    # larger and moved away from zero (on the side it ended on) beyond noise, which also
+    # covers a gap that crossed zero and grew on the other side.
+    moved = beyond_noise(low, high)
+    smaller = np.abs(gap_f) < np.abs(gap_b)
+    larger = np.abs(gap_f) > np.abs(gap_b)
+    narrowing = np.where(smaller & (moved == -np.sign(gap_b)) & (moved != 0), 1,
+                         np.where(larger & (moved == np.sign(gap_f)) & (moved != 0), -1, 0))
+    result["gap_narrowed"] = _verdict(narrowing, gap_b, gap_f)
+    result["gap_status"] = _words(narrowing, gap_b, gap_f,
+                                  ("gap narrowed", "gap widened", "no clear change"))
+
+
+def _target_columns(result: pd.DataFrame, row_sign: np.ndarray, better: np.ndarray) -> None:
+    target = result["target"].to_numpy(dtype=float)
+    # The follow-up interval's worse end (upper for higher-is-worse) must be at the target.
+    worse_end = np.where(row_sign > 0, result["followup_ci_high"], result["followup_ci_low"])
+    past = np.where(np.isnan(row_sign), result["progress"] >= 1.0,
+                    row_sign * (worse_end - target) <= 0)
+    result["target_reached"] = _nullable_bool(
+        pd.Series(past, index=result.index), target, result["followup"], result["baseline"])
+    status = np.where(past, "reached", np.where(better > 0, "on track",
+                                                np.where(better < 0, "off track",
+                                                         "no clear change"))).astype(object)
+    missing = np.isnan(target) | np.isnan(result["change"].to_numpy(dtype=float)) | np.isnan(
+        row_sign)
+    status[missing] = None
+    result["target_status"] = status
+
+
+def _verdict(direction: np.ndarray, *required: pd.Series | np.ndarray) -> np.ndarray:
+    """Return True / False where `direction` is +1 / -1, NA where 0 or an input is missing."""
+    direction = np.asarray(direction, dtype=float)
+    out = pd.array(direction > 0, dtype="boolean")
+    out[direction == 0] = pd.NA
+    for needed in required:
+        out[np.isnan(np.asarray(needed, dtype=float))] = pd.NA
+    return out
+
+
+def _words(direction: np.ndarray, *required: pd.Series | np.ndarray,
+           ) -> np.ndarray:
+    *inputs, (good, bad, neither) = required
+    direction = np.asarray(direction, dtype=float)
+    words = np.where(direction > 0, good, np.where(direction < 0, bad, neither)).astype(object)
+    for needed in inputs:
+        words[np.isnan(np.asarray(needed, dtype=float))] = None
+    return words
 
 
 def _row_values(result: pd.DataFrame, per_indicator: pd.Series | None) -> np.ndarray:

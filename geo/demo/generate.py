@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import rasterio
 
+from geo.demo import households as demo_households
 from geo.demo import survey
 from geo.demo.admin import (
     GOVERNORATE_AR,
@@ -52,7 +53,7 @@ COUNT_RANGES: dict[str, tuple[int, int]] = {
 
 # Independent random streams: changing how one layer draws leaves the others unchanged.
 STREAMS = ("landscape", "admin", "population", "hazards", "events", "institutions", "survey",
-           "priorities")
+           "priorities", "households")
 
 ProgressCallback = Callable[[str, float], None]
 
@@ -122,6 +123,7 @@ class _Layers:
     institutions: pd.DataFrame = field(default_factory=pd.DataFrame)
     observations: pd.DataFrame = field(default_factory=pd.DataFrame)
     priorities: pd.DataFrame = field(default_factory=pd.DataFrame)
+    households: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _stream(seed: int, name: str) -> np.random.Generator:
@@ -230,6 +232,7 @@ def _write_tables(layers: _Layers, out_dir: Path) -> list[DemoFile]:
         DemoFile("observations",
                  _write_csv(layers.observations, out_dir / "observations.csv")),
         DemoFile("priorities", _write_csv(layers.priorities, out_dir / "priorities.csv")),
+        DemoFile("households", _write_csv(layers.households, out_dir / "households.csv")),
     ]
 
 
@@ -288,11 +291,15 @@ The same seed always produces the same files.
 - `institutions.csv` — `name,type,capacity,sensitive,latitude,longitude`; capacity is beds
   (hospital), daily consultations (health centre), pupils (schools, vocational), people
   reached (NGO), members (youth centre), staff (administration), m³/day (water point).
-- `indicators.csv` — `code,name,dimension,polarity,cutoff,unit,target`.
+- `indicators.csv` — `code,name,dimension,polarity,cutoff,unit,target,design_effect`.
 - `observations.csv` — `locality_code,indicator,period,subgroup,value,sample_size,source`
   for {survey.BASELINE} (baseline) and {survey.FOLLOW_UP} (follow-up). `population_share`
   rows give subgroup shares of each village (sample_size = the subgroup's head count).
 - `priorities.csv` — `locality_code,forum_date,rank,need` from community forums.
+- `households.csv` — person-level microdata of a household survey in
+  {demo_households.N_VILLAGES} villages, both rounds: `locality_code,period,household_id,
+  person_id,weight,sex,age,disability,status` and one 0/1 answer per indicator (1 = counted
+  in the indicator's numerator), for the Alkire-Foster measures.
 """
 
 
@@ -319,6 +326,7 @@ def _generate_layers(seed: int, report: Callable[[str], None]) -> _Layers:
     layers.observations = survey.observations(rng, context, admin)
     report("priorities")
     layers.priorities = survey.priorities(_stream(seed, "priorities"), context, admin)
+    layers.households = demo_households.households(_stream(seed, "households"), context, admin)
     return layers
 
 

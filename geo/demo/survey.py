@@ -28,6 +28,7 @@ NEEDS = ("waste collection", "bread quality", "health care", "unemployment", "dr
          "school transport", "street lighting", "flood protection")
 N_PRIORITY_VILLAGES = 20
 BOOSTER = 2.5  # over-sampling factor of the disability and migrant subgroups
+SURVEY_DESIGN_EFFECT = 1.5
 
 
 @dataclass(frozen=True)
@@ -314,7 +315,9 @@ def indicators() -> pd.DataFrame:
     """Return the indicator metadata table."""
     return pd.DataFrame([
         {"code": i.code, "name": i.name, "dimension": i.dimension, "polarity": i.polarity,
-         "cutoff": i.cutoff, "unit": i.unit, "target": i.target}
+         "cutoff": i.cutoff, "unit": i.unit, "target": i.target,
+         # a two-stage cluster survey: answers within a village resemble each other
+         "design_effect": None if i is POPULATION_SHARE else SURVEY_DESIGN_EFFECT}
         for i in (*INDICATORS, POPULATION_SHARE)
     ])
 

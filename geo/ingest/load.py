@@ -41,6 +41,7 @@ from geo.ingest import _columns as cols
 from geo.ingest import coverage, rasters, readers
 from geo.ingest._problems import fail, problem
 from geo.ingest.files import UploadedFile, open_upload
+from geo.ingest.households import load_households
 from geo.ingest.options import parse_options
 from geo.ingest.tile_geometry import refresh_tile_geometry
 from geo.settings import Settings
@@ -700,24 +701,26 @@ def load_indicators(ctx: Load) -> dict[str, Any]:
     """Load indicator metadata (dimension, polarity, cutoff, unit, target), upserted by code."""
     read = readers.indicators_from_upload(ctx.upload, ctx.options)
     frame = read.frame
-    columns = ["code", "name", "dimension", "polarity", "cutoff", "unit", "target"]
+    columns = ["code", "name", "dimension", "polarity", "cutoff", "unit", "target",
+               "design_effect"]
     with ctx.transaction() as conn:
         dataset_id = _record_dataset(conn, "indicators", ctx.upload.original_name, ctx.upload,
                                      len(frame), ctx.options, {}, ctx.work_id)
         conn.execute(text(
             "CREATE TEMP TABLE incoming_indicators (code text, name text, dimension text, "
-            "polarity text, cutoff double precision, unit text, target double precision) "
-            "ON COMMIT DROP"
+            "polarity text, cutoff double precision, unit text, target double precision, "
+            "design_effect double precision) ON COMMIT DROP"
         ))
         _copy(conn, "incoming_indicators", columns,
               ([_clean(v) for v in row] for row in frame[columns].itertuples(index=False)))
         conn.execute(text(
             "INSERT INTO indicators (code, name, dimension, polarity, cutoff, unit, target, "
-            "dataset_id) SELECT code, name, dimension, polarity, cutoff, unit, target, :ds "
+            "design_effect, dataset_id) SELECT code, name, dimension, polarity, cutoff, unit, "
+            "target, design_effect, :ds "
             "FROM incoming_indicators ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, "
             "dimension = EXCLUDED.dimension, polarity = EXCLUDED.polarity, "
             "cutoff = EXCLUDED.cutoff, unit = EXCLUDED.unit, target = EXCLUDED.target, "
-            "dataset_id = EXCLUDED.dataset_id"
+            "design_effect = EXCLUDED.design_effect, dataset_id = EXCLUDED.dataset_id"
         ), {"ds": dataset_id})
     ctx.report(1.0, "done")
     return {"dataset_id": dataset_id, "rows": len(frame), "warnings": read.notes,
@@ -742,21 +745,27 @@ def load_observations(ctx: Load) -> dict[str, Any]:
                                      len(frame), ctx.options, {"skipped": skipped}, ctx.work_id)
         conn.execute(text(
             "CREATE TEMP TABLE incoming_observations (locality_id int, indicator_id int, "
-            "period text, subgroup text, value double precision, sample_size int, source text) "
-            "ON COMMIT DROP"
+            "period text, subgroup text, value double precision, sample_size int, source text, "
+            "standard_error double precision, ci_low double precision, "
+            "ci_high double precision) ON COMMIT DROP"
         ))
         rows = zip(frame["locality_code"].map(localities), frame["indicator"].map(indicators),
                    frame["period"], frame["subgroup"], frame["value"], frame["sample_size"],
-                   frame["source"], strict=True)
+                   frame["source"], frame["standard_error"], frame["ci_low"], frame["ci_high"],
+                   strict=True)
         _copy(conn, "incoming_observations",
               ["locality_id", "indicator_id", "period", "subgroup", "value", "sample_size",
-               "source"], ([_clean(v) for v in row] for row in rows))
+               "source", "standard_error", "ci_low", "ci_high"],
+              ([_clean(v) for v in row] for row in rows))
         conn.execute(text(
             "INSERT INTO observations (locality_id, indicator_id, period, subgroup, value, "
-            "sample_size, source, dataset_id) SELECT locality_id, indicator_id, period, "
-            "subgroup, value, sample_size, source, :ds FROM incoming_observations "
+            "sample_size, source, standard_error, ci_low, ci_high, dataset_id) SELECT "
+            "locality_id, indicator_id, period, subgroup, value, sample_size, source, "
+            "standard_error, ci_low, ci_high, :ds FROM incoming_observations "
             "ON CONFLICT ON CONSTRAINT uq_observations_cell DO UPDATE SET "
             "value = EXCLUDED.value, sample_size = EXCLUDED.sample_size, "
+            "standard_error = EXCLUDED.standard_error, ci_low = EXCLUDED.ci_low, "
+            "ci_high = EXCLUDED.ci_high, "
             "source = EXCLUDED.source, dataset_id = EXCLUDED.dataset_id"
         ), {"ds": dataset_id})
     ctx.report(1.0, "done")
@@ -807,4 +816,5 @@ LOADERS: dict[str, Callable[..., dict[str, Any]]] = {
     "indicators": load_indicators,
     "observations": load_observations,
     "priorities": load_priorities,
+    "households": load_households,
 }

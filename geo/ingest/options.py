@@ -219,6 +219,24 @@ class PrioritiesOptions(TableOptions):
     kind_name: ClassVar[str] = "priorities"
 
 
+class HouseholdsOptions(_Options):
+    """Household microdata: the survey period when the file has none, extra subgroup columns."""
+
+    period: str | None = Field(None, min_length=1, max_length=40,
+                               description="Survey period when the file has no period column")
+    subgroups: list[str] | None = Field(
+        None, description="Columns that are subgroup attributes beyond the usual names "
+        "(sex, age, disability, status, ...)")
+
+    @field_validator("subgroups", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
+
 OPTION_MODELS: dict[str, type[_Options]] = {
     "localities": LocalitiesOptions,
     "population": PopulationOptions,
@@ -228,6 +246,7 @@ OPTION_MODELS: dict[str, type[_Options]] = {
     "indicators": IndicatorsOptions,
     "observations": ObservationsOptions,
     "priorities": PrioritiesOptions,
+    "households": HouseholdsOptions,
 }
 assert set(OPTION_MODELS) == set(DATASET_KINDS)
 # Kinds whose upload is a named layer replaced whole by a new upload of the same name.

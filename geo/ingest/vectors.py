@@ -1134,7 +1134,8 @@ def normalise_indicators(
     optional = {
         key: cols.find_column(frame, (fields or {}).get(key), names, file_name=file_name)
         for key, names in {"cutoff": ("cutoff", "threshold"), "unit": ("unit", "units"),
-                           "target": ("target",)}.items()
+                           "target": ("target",),
+                           "design_effect": ("design_effect", "deff")}.items()
     }
 
     def number(key: str) -> pd.Series:
@@ -1152,6 +1153,7 @@ def normalise_indicators(
             "cutoff": number("cutoff"),
             "unit": cols.text_values(frame, optional["unit"]) if optional["unit"] else None,
             "target": number("target"),
+            "design_effect": _design_effects(frame, optional["design_effect"], file_name),
         },
         index=frame.index,
     )
@@ -1167,6 +1169,18 @@ def _role_column(frame: pd.DataFrame, fields: Mapping[str, str], role: str,
     """Return the column of a required role: the one named in `fields`, else a usual name."""
     return cols.require_column(frame, fields.get(role), names, what, file_name=file_name,
                                hint=f"name it with --field {role}=COLUMN")
+
+
+def _design_effects(frame: pd.DataFrame, column: str | None, file_name: str) -> pd.Series:
+    """Return the indicators' design effects (NaN where not given); refuse any <= 0."""
+    if column is None:
+        return pd.Series(math.nan, index=frame.index)
+    values = cols.numbers(frame, column, file_name=file_name)
+    bad = values <= 0
+    if bad.any():
+        fail([problem(file_name, f"design effect {values[label]:g} must be above 0",
+                      field=column, **cols.where(frame, label)) for label in values.index[bad]])
+    return values
 
 
 def _vocabulary_values(
@@ -1226,6 +1240,7 @@ def normalise_observations(
     subgroup_col = find(fields.get("subgroup"), ("subgroup", "group"))
     sample_col = find(fields.get("sample_size"), ("sample_size", "n"))
     source_col = find(fields.get("source"), ("source",))
+    uncertainty = _observation_uncertainty(frame, file_name)
     sample = (
         cols.numbers(frame, sample_col, file_name=file_name, minimum=0, integer=True)
         if sample_col
@@ -1240,6 +1255,7 @@ def normalise_observations(
             "value": cols.numbers(frame, value_col, file_name=file_name, required=True),
             "sample_size": sample.round().astype("Int64"),
             "source": cols.text_values(frame, source_col) if source_col else None,
+            **uncertainty,
         },
         index=frame.index,
     )
@@ -1249,6 +1265,26 @@ def normalise_observations(
         locality_code=code_col, indicator=indicator_col, period=period_col, value=value_col,
         subgroup=subgroup_col, sample_size=sample_col, source=source_col)
     return Normalised(result, [])
+
+
+def _observation_uncertainty(frame: pd.DataFrame, file_name: str) -> dict[str, pd.Series]:
+    """Return standard_error, ci_low, ci_high (NaN where not given); refuse low > high."""
+    names = {"standard_error": ("standard_error", "se", "std_error"),
+             "ci_low": ("ci_low", "ci_lower"),
+             "ci_high": ("ci_high", "ci_upper")}
+    found = {key: cols.find_column(frame, None, aliases, file_name=file_name)
+             for key, aliases in names.items()}
+    values = {key: (cols.numbers(frame, column, file_name=file_name,
+                                 minimum=0 if key == "standard_error" else None)
+                    if column else pd.Series(math.nan, index=frame.index))
+              for key, column in found.items()}
+    crossed = values["ci_low"] > values["ci_high"]
+    if crossed.any():
+        fail([problem(file_name, f"interval {values['ci_low'][label]:g} to "
+                      f"{values['ci_high'][label]:g} has its low end above its high end",
+                      field=found["ci_low"], **cols.where(frame, label))
+              for label in values["ci_low"].index[crossed]])
+    return values
 
 
 def _subgroups(frame: pd.DataFrame, column: str | None, file_name: str) -> pd.Series:

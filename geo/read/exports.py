@@ -24,7 +24,23 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("stressed_dimensions", "#indicator+num+stressed"),
     ("compounded", "#indicator+bool+compounded"), ("hotspot", "#indicator+text+hotspot"),
     ("quadrant", "#indicator+text+quadrant"), ("completeness", "#indicator+pct+complete"),
-    ("top_drivers", "#indicator+text+drivers"), ("lon", "#geo+lon"), ("lat", "#geo+lat"),
+    ("top_drivers", "#indicator+text+drivers"),
+    # Deprivation per person (Alkire-Foster, from household microdata) with 95 % intervals,
+    # and who is behind beyond noise; blank where withheld or not measured.
+    ("mpi_method", "#indicator+text+mpi+method"),
+    ("mpi_h", "#indicator+pct+mpi+headcount"),
+    ("mpi_h_ci_low", "#indicator+pct+mpi+headcount+ci_low"),
+    ("mpi_h_ci_high", "#indicator+pct+mpi+headcount+ci_high"),
+    ("mpi_a", "#indicator+pct+mpi+intensity"),
+    ("mpi_a_ci_low", "#indicator+pct+mpi+intensity+ci_low"),
+    ("mpi_a_ci_high", "#indicator+pct+mpi+intensity+ci_high"),
+    ("mpi_m0", "#indicator+mpi+m0"), ("mpi_m0_ci_low", "#indicator+mpi+m0+ci_low"),
+    ("mpi_m0_ci_high", "#indicator+mpi+m0+ci_high"),
+    ("mpi_reliability", "#indicator+text+mpi+reliability"),
+    ("groups_behind", "#indicator+num+groups_behind"),
+    ("possible_gaps", "#indicator+num+possible_gaps"),
+    ("furthest_behind", "#indicator+text+furthest_behind"),
+    ("lon", "#geo+lon"), ("lat", "#geo+lat"),
 )
 BATCH = 1000
 
@@ -34,6 +50,7 @@ def flat_row(item: dict[str, Any]) -> dict[str, Any]:
     pillars = item.get("pillars") or {}
     return {
         **{key: item.get(key) for key, _ in COLUMNS},
+        **(item.get("subgroup_summary") or {}),
         **{key: pillars.get(key) for key in ("hazard_exposure", "vulnerability",
                                               "lack_of_coping_capacity")},
         "top_drivers": ";".join(item.get("top_drivers") or []),

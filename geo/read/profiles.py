@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from geo.errors import NotFoundError, ValidationError
-from geo.read.disclosure import may_see_subgroups, suppress_cell, suppress_exposed_by_subgroup
+from geo.read.disclosure import may_see_subgroups, suppress_exposed_by_subgroup
 from geo.read.run_cache import RunCache
+from geo.read.subgroups import subgroup_sections, subgroup_summary
 
 MAX_LIMIT = 1000
 LOCALITY_COLUMNS = (
@@ -182,8 +183,10 @@ def risk_profile(conn: Connection, code: str, run: dict[str, Any], role: str,
         "hazards": _hazards_for(details.get("hazards", {}), role, k_min),
         "conflict": details.get("conflict"), "access": details.get("access", {}),
         "trend": details.get("trend", {}),
-        "subgroups": [suppress_cell(cell, role, k_min) for cell in details.get("subgroups", [])],
+        # subgroups, gap_trends, multidimensional (Alkire-Foster), compounded_groups
+        **subgroup_sections(details, role, k_min),
         "subgroups_visible": may_see_subgroups(role),
+        "k_min": k_min,
         "community_priorities": row.priorities or [],
         "institutions": {k: int(v) for k, v in (row.institutions or {}).items()},
     }
@@ -268,8 +271,13 @@ def batch_risk(conn: Connection, run: dict[str, Any], *, codes: list[str] | None
 
 def iter_rankings(conn: Connection, run: dict[str, Any], *, level: int | None,
                   parent: str | None, limit: int, compounded_only: bool,
+                  disclosure: tuple[str, int] | None = None,
                   ) -> Iterator[dict[str, Any]]:
-    """Yield localities furthest behind first, streamed from the server-side cursor."""
+    """Yield localities furthest behind first, streamed from the server-side cursor.
+
+    With `disclosure` (role, k_min), each item also carries `subgroup_summary`: the
+    locality's Alkire-Foster figures and who is behind, as that role may see them (exports).
+    """
     clauses, params = ["r.run_id = :run"], {"run": run["id"], "limit": limit}
     if level is None:
         clauses.append("l.level = (SELECT max(level) FROM localities)")
@@ -281,12 +289,19 @@ def iter_rankings(conn: Connection, run: dict[str, Any], *, level: int | None,
         params.update(parent=parent, prefix=_escape_like(parent) + "%")
     if compounded_only:
         clauses.append("r.compounded")
+    extra = (", r.details -> 'multidimensional' AS multidimensional, "
+             "r.details -> 'subgroups' AS subgroup_cells") if disclosure else ""
     result = conn.execution_options(stream_results=True, yield_per=500).execute(text(
-        f"SELECT {SUMMARY_COLUMNS}, ST_AsGeoJSON(l.geom, 6) AS geojson FROM score_results r "
-        f"JOIN localities l ON l.id = r.locality_id WHERE {' AND '.join(clauses)} "
-        "ORDER BY r.rank NULLS LAST, l.code LIMIT :limit"), params)
+        f"SELECT {SUMMARY_COLUMNS}, ST_AsGeoJSON(l.geom, 6) AS geojson{extra} FROM "
+        f"score_results r JOIN localities l ON l.id = r.locality_id WHERE "
+        f"{' AND '.join(clauses)} ORDER BY r.rank NULLS LAST, l.code LIMIT :limit"), params)
     for row in result:
-        yield _summary(row) | {"geojson": row.geojson}
+        item = _summary(row) | {"geojson": row.geojson}
+        if disclosure:
+            item["subgroup_summary"] = subgroup_summary(
+                {"multidimensional": row.multidimensional, "subgroups": row.subgroup_cells or []},
+                *disclosure)
+        yield item
 
 
 # -- layers -----------------------------------------------------------------------------------

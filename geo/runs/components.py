@@ -20,11 +20,11 @@ from scipy.spatial import cKDTree
 
 from geo.analysis import access, conflict, exposure
 from geo.analysis.conflict import local_metric_crs
-from geo.analysis.disaggregation import furthest_behind
 from geo.analysis.exposure_store import ExposureStore, StoredExposure, start_exposure
-from geo.analysis.monitoring import change_between_periods
+from geo.analysis.methodology import Methodology
 from geo.runs import cells
 from geo.runs.inputs import RunInputs
+from geo.runs.subgroups import SUBGROUP_SHARE_INDICATOR, add_subgroups_and_trends
 from geo.settings import Settings
 
 Progress = Callable[[float, str], None]
@@ -35,13 +35,12 @@ ACCESS_FAMILIES: dict[str, tuple[str, ...]] = {
     "school": ("school_primary", "school_secondary", "school_vocational"),
 }
 COVERAGE_RADIUS_KM = {"health_centre": 5.0, "school": 3.0}
-SUBGROUP_SHARE_INDICATOR = "population_share"
 
 
 def build_raw_table(
     inputs: RunInputs, parameters: dict[str, Any], executor: cf.Executor | None,
     report: Progress, timings: dict[str, float], settings: Settings,
-    facts: dict[str, Any] | None = None,
+    facts: dict[str, Any] | None = None, methodology: Methodology | None = None,
 ) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
     """Return the raw component table (one row per locality code) and per-locality details.
 
@@ -62,7 +61,7 @@ def build_raw_table(
         _other_columns(inputs, others, details, parameters, report, timings)
         report(0.22, "subgroups and trends")
         other_step = time.perf_counter()
-        _add_subgroups_and_trends(inputs, details, settings)
+        _add_subgroups_and_trends(inputs, details, settings, methodology)
         timings["subgroups"] = time.perf_counter() - other_step
     except BaseException:
         if pending is not None:
@@ -285,37 +284,6 @@ def aggregate_up(values: pd.DataFrame, localities: pd.DataFrame) -> pd.DataFrame
 
 
 def _add_subgroups_and_trends(inputs: RunInputs, details: dict[str, dict[str, Any]],
-                              settings: Settings) -> None:
-    obs = inputs.observations[inputs.observations["indicator"] != SUBGROUP_SHARE_INDICATOR]
-    if obs.empty:
-        return
-    polarity = inputs.indicators["polarity"].to_dict()
-    gaps = furthest_behind(obs, polarity=polarity,
-                           populations=inputs.localities["population"],
-                           k_min=settings.privacy.k_min)
-    subgroup_cells = gaps[gaps["subgroup"] != "all"]
-    records = cells.plain_records(subgroup_cells.drop(columns="locality"))
-    for code, group in cells.grouped(subgroup_cells["locality"], records).items():
-        details.setdefault(code, {})["subgroups"] = group
-    periods = sorted(obs["period"].astype(str).unique())
-    if len(periods) >= 2:
-        targets = inputs.indicators["target"].dropna().to_dict()
-        trend = change_between_periods(obs, periods[-2], periods[-1], polarity=polarity,
-                                       targets=targets)
-        overall = trend[trend["subgroup"] == "all"]
-        numbers = cells.numbers(overall[["baseline", "followup", "change", "progress"]]).tolist()
-        flags = cells.bools(overall[["improved", "target_reached"]]).tolist()
-        periods_used = {"baseline_period": periods[-2], "followup_period": periods[-1]}
-        entries = [
-            (indicator, {"baseline": b, "followup": f, "change": c, "improved": imp,
-                         "progress": pr, "target_reached": reached} | periods_used)
-            for indicator, (b, f, c, pr), (imp, reached) in
-            zip(overall["indicator"].tolist(), numbers, flags, strict=True)]
-        for code, group in cells.grouped(overall["locality"], entries).items():
-            details.setdefault(code, {})["trend"] = dict(group)
-        narrowed = trend[trend["subgroup"] != "all"].dropna(subset=["gap_narrowed"])
-        keys = (narrowed["indicator"].astype(str) + "|" + narrowed["subgroup"].astype(str))
-        pairs = list(zip(keys.tolist(), cells.bools(narrowed[["gap_narrowed"]])[:, 0].tolist(),
-                         strict=True))
-        for code, group in cells.grouped(narrowed["locality"], pairs).items():
-            details.setdefault(code, {})["gaps_narrowed"] = dict(group)
+                              settings: Settings, methodology: Methodology | None) -> None:
+    # Who is behind, trends beyond noise, Alkire-Foster and compounded groups: geo.runs.subgroups
+    add_subgroups_and_trends(inputs, details, settings, methodology)

@@ -53,6 +53,8 @@ class RunInputs:
     observations: pd.DataFrame
     indicators: pd.DataFrame
     datasets: list[int] = field(default_factory=list)
+    # Household microdata (person rows) for the Alkire-Foster measures; empty when none.
+    households: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def data_versions(self) -> dict[str, Any]:
         """Return the data versions this run used, for the run record."""
@@ -75,21 +77,26 @@ def load_inputs(engine: Engine) -> RunInputs:
             conn, "SELECT id, type, name, capacity, sensitive, {geom} FROM institutions")
         observations = _read_frame(
             conn, "SELECT l.code AS locality, i.code AS indicator, o.period, o.subgroup, "
-            "o.value, o.sample_size FROM observations o "
+            "o.value, o.sample_size, o.standard_error, o.ci_low, o.ci_high FROM observations o "
             "JOIN localities l ON l.id = o.locality_id "
             "JOIN indicators i ON i.id = o.indicator_id")
         indicators = pd.read_sql(
-            text("SELECT code, name, dimension, polarity, cutoff, unit, target FROM indicators"),
+            text("SELECT code, name, dimension, polarity, cutoff, unit, target, design_effect "
+                 "FROM indicators"),
             conn,
         ).set_index("code", drop=False)
         datasets = [row[0] for row in conn.execute(text("SELECT id FROM datasets ORDER BY id"))]
+        households = pd.read_sql(text(
+            "SELECT l.code AS locality, h.period, h.household_id, h.person_id, h.weight, "
+            "h.attributes, h.indicator_values FROM household_records h "
+            "JOIN localities l ON l.id = h.locality_id ORDER BY h.id"), conn)
     hazards = [r for r in rasters if r.role == "hazard"]
     populations = [r for r in rasters if r.role == "population"]
     return RunInputs(
         localities=localities, hazards=hazards,
         population=populations[-1] if populations else None,
         events=events, institutions=institutions, observations=observations,
-        indicators=indicators, datasets=datasets,
+        indicators=indicators, datasets=datasets, households=households,
     )
 
 

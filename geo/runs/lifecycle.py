@@ -98,7 +98,7 @@ def compute_and_store(engine: Engine, settings: Settings, run_id: int, report: P
         raise ValidationError("there are no localities to score; load boundaries first")
     timings["read"] = time.perf_counter() - started
     raw, details = build_raw_table(inputs, parameters, executor, report, timings, settings,
-                                   facts)
+                                   facts, methodology=methodology)
     report(0.75, "scoring")
     step = time.perf_counter()
     results = score_all_levels(inputs, raw, methodology, details)

@@ -75,9 +75,10 @@ def test_ranks_and_withheld_cells() -> None:
     result = furthest_behind(OBSERVATIONS, polarity=POLARITY, populations=POPULATIONS)
     poverty = result[result["indicator"] == "poverty_rate"]
     # The intersection (female & disabled) is furthest behind; disability=yes rests on 8
-    # people (< k_min 10): kept, marked withheld, not ranked.
+    # people (< k_min 10): kept, marked withheld, not ranked. Village B is better off than
+    # the nation (negative gaps): not behind, so not ranked at all.
     assert poverty["subgroup"].tolist()[:3] == ["disability=yes;sex=female", "sex=female", "all"]
-    assert poverty["rank"].tolist() == [1, 2, 3, 4, 5, 6, pd.NA]
+    assert poverty["rank"].tolist() == [1, 2, 3, 4, pd.NA, pd.NA, pd.NA]
     withheld = cell(result, "A", "poverty_rate", "disability=yes")
     assert bool(withheld["withheld"]) and pd.isna(withheld["rank"])
     assert withheld["value"] == 0.45

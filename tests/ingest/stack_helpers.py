@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 TABLES = (
     "datasets", "localities", "events", "event_layers", "institutions", "indicators",
     "observations", "community_priorities", "raster_layers", "raster_versions",
+    "household_records",
 )
 SCRIPT = "<script>alert(1)</script>"
 

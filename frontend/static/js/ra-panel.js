@@ -124,22 +124,128 @@
     return section('Nearest services', [table(null, ['Service', 'Distance (pop.-weighted)', 'People covered', 'Per 10k', 'Inside'], rows, 'ra-access')], 'ra-h-access');
   }
 
+  var RELIABILITY = { reliable: 'reliable', caution: 'use with caution', unreliable: 'unreliable', unknown: 'no interval' };
+
+  /** "34.2 (28.1–40.6)": an estimate with its interval, on the value's own scale. */
+  function withCi(value, low, high, decimals) {
+    if (value === null || value === undefined) { return '—'; }
+    var text = fmt(value, decimals);
+    if (low === null || low === undefined || high === null || high === undefined) { return text; }
+    return text + ' (' + fmt(low, decimals) + '–' + fmt(high, decimals) + ')';
+  }
+
+  function signed(value, decimals) {
+    if (value === null || value === undefined) { return '—'; }
+    return (value > 0 ? '+' : '') + fmt(value, decimals);
+  }
+
+  /** A subgroup key as people read it: "disability=yes; sex=female" wraps at the spaces. */
+  function group(key) { return String(key || '').split(';').join('; '); }
+
+  function reliabilityTag(word) {
+    return el('span', { className: 'ra-rel ra-rel-' + (word || 'unknown'), text: RELIABILITY[word] || '—' });
+  }
+
+  function withheldNote(p, count) {
+    if (!count) { return null; }
+    return el('p', { className: 'ra-hint', 'data-field': 'withheld-count', text: count + ' cell' + (count > 1 ? 's' : '') +
+      ' withheld: fewer than ' + (p.k_min || 'the minimum number of') + ' people answered, or showing ' +
+      (count > 1 ? 'them' : 'it') + ' would let a withheld neighbour be worked out. No value or interval is shown for ' +
+      (count > 1 ? 'them' : 'it') + '.' });
+  }
+
+  function subgroupRow(s) {
+    // reliability sits under the value it qualifies, so the table fits the panel
+    return [words(s.indicator), group(s.subgroup),
+      el('span', {}, [withCi(s.value, s.ci_low, s.ci_high, 1), el('br'),
+        fmt(s.sample_size, 0) + ' answers, ', reliabilityTag(s.reliability)]),
+      withCi(s.gap_locality, s.gap_locality_ci_low, s.gap_locality_ci_high, 1),
+      signed(s.gap_national, 1) + (s.behind_national ? ' (behind)' : '')];
+  }
+
   function subgroups(p, limit) {
-    var cells = (p.subgroups || []).slice().sort(function (a, b) { return (a.rank_in_locality || a.rank || 0) - (b.rank_in_locality || b.rank || 0); }).slice(0, limit || 10);
-    if (!cells.length) {
+    var all = p.subgroups || [];
+    if (!all.length) {
       return section('Who is furthest behind here', [el('p', { text: p.subgroups_visible === false
-        ? 'Subgroup data needs the analyst role.' : 'No subgroup data for this locality.' })], 'ra-h-sub');
+        ? 'No subgroup survey data for this locality.' : 'No subgroup data for this locality.' })], 'ra-h-sub');
     }
-    var rows = cells.map(function (s) {
-      if (s.withheld) {
-        return [words(s.indicator), s.subgroup, 'withheld', 'withheld', 'withheld', 'fewer than the disclosure minimum'];
-      }
-      return [words(s.indicator), s.subgroup, fmt(s.value, 1), fmt(s.gap_locality, 1), fmt(s.gap_national, 1), fmt(s.sample_size, 0)];
+    var visible = all.filter(function (s) { return !s.withheld; });
+    var behind = visible.filter(function (s) { return s.status === 'behind'; })
+      .sort(function (a, b) { return (b.gap_locality || 0) - (a.gap_locality || 0); }).slice(0, limit || 10);
+    var possible = visible.filter(function (s) { return s.status === 'possible_gap'; })
+      .sort(function (a, b) { return (b.gap_locality || 0) - (a.gap_locality || 0); }).slice(0, limit || 10);
+    var head = ['Indicator', 'Group', 'Value (interval)', 'Gap vs locality (interval)', 'Gap vs national'];
+    var level = p.multidimensional && p.multidimensional.confidence_level;
+    var children = [
+      el('p', { className: 'ra-hint', text: 'Behind: worse off than the locality as a whole, and the gap’s interval lies above zero' +
+        ' (positive gaps are always “worse off”). Unreliable cells are never listed as behind.' }),
+      behind.length ? table(null, head, behind.map(subgroupRow), 'ra-subgroups ra-behind')
+        : el('p', { 'data-field': 'no-behind', text: 'No group is behind beyond noise here.' })
+    ];
+    if (possible.length) {
+      children.push(el('h4', { text: 'Possible gaps (within noise: not yet a finding)' }));
+      children.push(table(null, head, possible.map(subgroupRow), 'ra-subgroups ra-possible'));
+    }
+    children.push(withheldNote(p, all.length - visible.length));
+    return section('Who is behind here, beyond noise' + (level ? ' (' + Math.round(level * 100) + ' %)' : ''), children, 'ra-h-sub');
+  }
+
+  function multidimensional(p, limit) {
+    var md = p.multidimensional;
+    if (!md) { return null; }
+    if (md.method !== 'alkire_foster') {
+      return section('Deprived in several dimensions at once', [
+        el('p', { 'data-field': 'md-method', 'data-value': md.method, text: 'Stressed dimensions of the place: ' + fmt(p.stressed_dimensions, 0) + '. ' + md.note + '.' }),
+        compoundedFromIndicators(p)
+      ], 'ra-h-md');
+    }
+    var own = md.all || {};
+    var facts = own.withheld ? [el('p', { text: 'Withheld: the survey reached too few people here.' })] : [
+      el('dl', { className: 'ra-facts' }, [
+        fact('Multidimensionally poor (H)', withCi(pctOf(own.H), pctOf(own.H_ci_low), pctOf(own.H_ci_high), 1) + ' %', 'md-H', own.H),
+        fact('Intensity among them (A)', withCi(pctOf(own.A), pctOf(own.A_ci_low), pctOf(own.A_ci_high), 1) + ' %', 'md-A', own.A),
+        fact('Adjusted headcount (M0 = H × A)', withCi(own.M0, own.M0_ci_low, own.M0_ci_high, 3), 'md-M0', own.M0),
+        fact('Change of M0 since ' + ((own.change && own.change.baseline_period) || 'baseline'),
+          own.change && own.change.M0 ? signed(own.change.M0.change, 3) + ' (' + fmt(own.change.M0.ci_low, 3) + '–' +
+            fmt(own.change.M0.ci_high, 3) + '): ' + own.change.M0.status : '—', 'md-change', own.change && own.change.M0 && own.change.M0.status),
+        fact('People surveyed', fmt(own.sample_size, 0) + ', ' + RELIABILITY[own.reliability], 'md-n', own.sample_size)
+      ])];
+    var codes = Object.keys(md.weights || {});
+    var contrib = own.withheld ? null : table('What the poverty is made of (censored headcount; contribution to M0)',
+      ['Indicator', 'Weight', 'Poor and deprived', 'Contribution'], codes.map(function (c) {
+        var x = (own.indicators || {})[c] || {};
+        return [words(c), fmt(md.weights[c], 2), pct(x.censored), pct(x.contribution)];
+      }), 'ra-md-contrib');
+    var groups = (md.groups || []).filter(function (g) { return !g.withheld; });
+    groups.sort(function (a, b) {
+      var rank = { behind: 0, possible_gap: 1 };
+      var ra = rank[a.status] === undefined ? 2 : rank[a.status], rb = rank[b.status] === undefined ? 2 : rank[b.status];
+      return ra - rb || (b.M0 || 0) - (a.M0 || 0);
     });
-    return section('Who is furthest behind here (subgroup gaps)', [
-      table(null, ['Indicator', 'Subgroup', 'Value', 'Gap vs locality', 'Gap vs national', 'Sample'], rows, 'ra-subgroups'),
-      el('p', { className: 'ra-hint', text: '“withheld”: too few people answered to show the value safely.' })
-    ], 'ra-h-sub');
+    var rows = groups.slice(0, limit || 12).map(function (g) {
+      return [el('span', {}, [group(g.subgroup), el('br'), fmt(g.sample_size, 0) + ' people, ', reliabilityTag(g.reliability)]),
+        withCi(pctOf(g.H), pctOf(g.H_ci_low), pctOf(g.H_ci_high), 0) + ' %', pct(g.A, 0),
+        withCi(g.M0, g.M0_ci_low, g.M0_ci_high, 3), words(g.status || '')];
+    });
+    return section('Deprived in several dimensions at once (Alkire–Foster, k = ' + fmt(md.k * 100, 0) + ' %)', facts.concat([
+      el('p', { className: 'ra-hint', text: 'From the ' + md.period + ' household survey: a person is multidimensionally poor when deprived in at least ' +
+        fmt(md.k * 100, 0) + ' % of the weighted indicators. Intervals from the sampling weights, households as clusters.' }),
+      contrib,
+      rows.length ? table('Groups, behind first', ['Group', 'Poor (H)', 'Intensity (A)', 'M0 (interval)', 'Versus the locality'], rows, 'ra-md-groups') : null,
+      withheldNote(p, (md.groups || []).length - groups.length)
+    ]), 'ra-h-md');
+  }
+
+  function pctOf(share) { return share === null || share === undefined ? null : share * 100; }
+
+  function compoundedFromIndicators(p) {
+    var list = (p.compounded_groups || []).filter(function (c) { return !c.withheld && c.method === 'indicator_cutoffs'; });
+    if (!list.length) { return el('p', { className: 'ra-hint', text: 'No subgroup is beyond the cutoffs in ' + ((p.run && p.run.methodology && p.run.methodology.k) || 'k') + ' or more dimensions.' }); }
+    return table('Groups beyond the cutoffs in several dimensions (from group averages, not Alkire–Foster)',
+      ['Group', 'Dimensions', 'Beyond noise', 'Answers'], list.map(function (c) {
+        return [group(c.subgroup), c.deprived_dimensions + ': ' + c.dimensions.map(words).join(', '),
+          (c.dimensions_beyond_noise || []).map(words).join(', ') || 'none', fmt(c.sample_size, 0)];
+      }), 'ra-compounded');
   }
 
   function trend(p) {
@@ -148,12 +254,48 @@
     var first = p.trend[names[0]];
     var rows = names.map(function (name) {
       var t = p.trend[name];
-      var verdict = t.improved === true ? 'improved' : t.improved === false ? 'worsened' : '—';
-      return [words(name), fmt(t.baseline, 1), fmt(t.followup, 1), (t.change > 0 ? '+' : '') + fmt(t.change, 1), verdict];
+      return [words(name), withCi(t.baseline, t.baseline_ci_low, t.baseline_ci_high, 1), withCi(t.followup, t.followup_ci_low, t.followup_ci_high, 1),
+        withCi(t.change, t.change_ci_low, t.change_ci_high, 1), t.change_status || '—', t.target_status || '—'];
     });
     var head = ['Indicator', 'Baseline' + (first.baseline_period ? ' ' + first.baseline_period : ''),
-      'Follow-up' + (first.followup_period ? ' ' + first.followup_period : ''), 'Change', 'Direction'];
-    return section('Trend, baseline → follow-up', [table(null, head, rows, 'ra-trend')], 'ra-h-trend');
+      'Follow-up' + (first.followup_period ? ' ' + first.followup_period : ''), 'Change (interval)', 'Verdict', 'Target'];
+    return section('Trend, baseline → follow-up', [table(null, head, rows, 'ra-trend'),
+      el('p', { className: 'ra-hint', text: '“improved” or “worsened” only where the change’s interval excludes zero; otherwise “no clear change”.' })], 'ra-h-trend');
+  }
+
+  function gapTrends(p, limit) {
+    var all = p.gap_trends || [];
+    if (!all.length) { return null; }
+    var visible = all.filter(function (t) { return !t.withheld; });
+    var order = { 'gap narrowed': 0, 'gap widened': 1 };
+    visible.sort(function (a, b) {
+      var oa = order[a.gap_status] === undefined ? 2 : order[a.gap_status], ob = order[b.gap_status] === undefined ? 2 : order[b.gap_status];
+      return oa - ob || Math.abs(b.gap_change || 0) - Math.abs(a.gap_change || 0);
+    });
+    var rows = visible.slice(0, limit || 12).map(function (t) {
+      return [words(t.indicator), group(t.subgroup), signed(t.gap_baseline, 1) + ' → ' + signed(t.gap_followup, 1),
+        withCi(t.gap_change, t.gap_change_ci_low, t.gap_change_ci_high, 1), t.gap_status || '—'];
+    });
+    return section('Are the gaps narrowing? (beyond noise)', [
+      table(null, ['Indicator', 'Group', 'Gap ' + (all[0].baseline_period || '') + ' → ' + (all[0].followup_period || ''), 'Change of the gap (interval)', 'Verdict'], rows, 'ra-gap-trends'),
+      withheldNote(p, all.length - visible.length)
+    ], 'ra-h-gaps');
+  }
+
+  function exposedBySubgroup(p) {
+    var names = Object.keys(p.hazards || {}).filter(function (n) { return p.hazards[n].people_exposed_by_subgroup; });
+    if (!names.length) { return null; }
+    var keys = {};
+    names.forEach(function (n) { Object.keys(p.hazards[n].people_exposed_by_subgroup).forEach(function (k) { keys[k] = true; }); });
+    var groups = Object.keys(keys).sort();
+    // one row per group and a column per layer: there are few layers and many groups
+    var rows = groups.map(function (g) {
+      return [group(g)].concat(names.map(function (n) {
+        var split = p.hazards[n].people_exposed_by_subgroup;
+        return !(g in split) ? '—' : split[g] === null ? 'withheld' : fmt(split[g], 0);
+      }));
+    });
+    return section('People exposed, by group', [table(null, ['Group'].concat(names), rows, 'ra-exposed-groups')], 'ra-h-exposed');
   }
 
   function priorities(p) {
@@ -197,8 +339,9 @@
         (method.name ? ', methodology ' + method.name + ' v' + method.version : '') + '.' }),
       actions
     ]));
-    [summary(p), pillars(p), dimensions(p), drivers(p), hazards(p), access(p), conflict(p),
-      subgroups(p, opts.print ? 8 : 10), trend(p), priorities(p), institutions(p)]
+    [summary(p), pillars(p), dimensions(p), drivers(p), hazards(p), exposedBySubgroup(p), access(p), conflict(p),
+      subgroups(p, opts.print ? 8 : 10), multidimensional(p, opts.print ? 10 : 12), trend(p),
+      gapTrends(p, opts.print ? 8 : 12), priorities(p), institutions(p)]
       .forEach(function (node) { if (node) { container.appendChild(node); } });
   };
 
