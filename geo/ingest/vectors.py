@@ -27,7 +27,7 @@ import yaml
 from pyogrio.errors import DataSourceError, FieldError, GeometryError
 
 from geo.ingest import _columns as cols
-from geo.ingest._gdal import gdal_path, vector_env
+from geo.ingest._gdal import gdal_path, vector_env, vector_source
 from geo.ingest._problems import fail, fail_one, problem
 from geo.ingest._vocabulary import INSTITUTION_TYPES, fold, institution_type
 from geo.ingest.files import FileKind, UploadedFile
@@ -153,7 +153,8 @@ def read_vector(uploaded: UploadedFile, *, expected_geometry: GeometryKind) -> g
 def _read_ogr(uploaded: UploadedFile) -> gpd.GeoDataFrame:
     """Return the single layer of a vector file through an allow-listed GDAL driver."""
     name = uploaded.original_name
-    path = gdal_path(uploaded.path, uploaded.directory)
+    expected_driver = ALLOWED_VECTOR_DRIVERS[uploaded.kind]
+    path = vector_source(gdal_path(uploaded.path, uploaded.directory), expected_driver)
     with vector_env(), warnings.catch_warnings():
         # GDAL's own warnings are replaced by the per-feature diagnosis below.
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -163,7 +164,6 @@ def _read_ogr(uploaded: UploadedFile) -> gpd.GeoDataFrame:
                 listed = ", ".join(str(layer[0]) for layer in layers[:10]) or "none"
                 fail_one(name, f"expected exactly one layer, found {len(layers)} ({listed})")
             info = pyogrio.read_info(path)
-            expected_driver = ALLOWED_VECTOR_DRIVERS[uploaded.kind]
             if info["driver"] != expected_driver:
                 fail_one(name, f"read as {info['driver']}, but only {expected_driver} is allowed")
             frame = pyogrio.read_dataframe(path, on_invalid="ignore")
