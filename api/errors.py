@@ -21,6 +21,7 @@ STATUS_BY_ERROR: dict[type[errors.RiskAtlasError], int] = {
     errors.ValidationError: 422,
     errors.NotFoundError: 404,
     errors.ConflictError: 409,
+    errors.StorageFullError: 507,
     errors.DatabaseUnavailableError: 503,
     errors.SetupError: 503,
 }
