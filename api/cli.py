@@ -137,6 +137,10 @@ def serve(
 
 def _check_port_free(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As uvicorn binds: connections of a crashed server linger in TIME_WAIT for ~60 s,
+        # and without SO_REUSEADDR this probe would call the port busy all that time.
+        # A port another program listens on is still refused.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
