@@ -368,15 +368,59 @@ app.add_typer(keys_app, name="keys")
 def keys_create(
     role: str = typer.Option(..., help="public, analyst, uploader or admin"),
     name: str = typer.Option(..., help="Who or what the key is for"),
+    expires: str = typer.Option(None, help="When it stops working: 30d, 12h, 2w or an ISO "
+                                "date such as 2026-12-31 [default: never]"),
 ) -> None:
     """Create an API key; it is printed once and stored only as a hash."""
-    from geo.keys import create_key
+    from geo.keys import create_key, parse_expiry
+
+    expires_at = parse_expiry(expires) if expires else None
+    with database(Settings()) as engine:
+        key = create_key(engine, name, role, expires_at)
+    out.print(key.secret)
+    until = f", valid until {key.expires_at:%Y-%m-%d %H:%M} UTC" if key.expires_at else ""
+    console.print(f"created a {key.role} key for {key.name} (prefix {key.prefix}{until}); "
+                  "keep it now, it is not shown again", highlight=False)
+
+
+@keys_app.command("list")
+@friendly_errors
+def keys_list() -> None:
+    """List every key: prefix, role, name, state, expiry and last use (never the secret)."""
+    from rich.table import Table
+
+    from geo.keys import list_keys
 
     with database(Settings()) as engine:
-        key = create_key(engine, name, role)
-    out.print(key.secret)
-    console.print(f"created a {key.role} key for {key.name}; keep it now, it is not shown again",
-                  highlight=False)
+        keys = list_keys(engine)
+    if not keys:
+        out.print("no API keys yet; create one with `riskatlas keys create`")
+        return
+    table = Table("prefix", "role", "name", "state", "created", "expires", "last used",
+                  box=None, header_style="bold")
+
+    def when(moment: Any) -> str:
+        return f"{moment:%Y-%m-%d %H:%M}" if moment else "-"
+
+    for key in keys:
+        table.add_row(key.prefix, key.role, key.name, key.state, when(key.created_at),
+                      when(key.expires_at) if key.expires_at else "never",
+                      when(key.last_used_at) if key.last_used_at else "never")
+    out.print(table)
+
+
+@keys_app.command("revoke")
+@friendly_errors
+def keys_revoke(
+    prefix: str = typer.Argument(..., help="The key's prefix as `keys list` shows it"),
+) -> None:
+    """Revoke a key: every request carrying it is refused from now on."""
+    from geo.keys import revoke_key
+
+    with database(Settings()) as engine:
+        key = revoke_key(engine, prefix)
+    out.print(f"revoked the {key.role} key {key.prefix} ({key.name}) at "
+              f"{key.revoked_at:%Y-%m-%d %H:%M:%S} UTC", highlight=False)
 
 
 # -- demo -------------------------------------------------------------------------------
