@@ -1,4 +1,4 @@
-"""The `riskatlas` command line: serve, database, demo, ingest, score, keys."""
+"""The `riskatlas` command line: serve, database, demo, ingest, score, keys, backup."""
 
 from __future__ import annotations
 
@@ -421,6 +421,49 @@ def keys_revoke(
         key = revoke_key(engine, prefix)
     out.print(f"revoked the {key.role} key {key.prefix} ({key.name}) at "
               f"{key.revoked_at:%Y-%m-%d %H:%M:%S} UTC", highlight=False)
+
+
+# -- backup -----------------------------------------------------------------------------
+backup_app = typer.Typer(help="Back up and restore the database and the raster files.",
+                         no_args_is_help=True)
+app.add_typer(backup_app, name="backup")
+
+
+@backup_app.command("create")
+@friendly_errors
+def backup_create(
+    path: Path = typer.Argument(..., dir_okay=False, help="Archive to write, e.g. "
+                                "riskatlas-2026-11-26.tar (must not exist yet)"),
+) -> None:
+    """Write one archive: a consistent pg_dump, every raster file, a manifest of checksums."""
+    import json
+
+    from geo.backup import create_backup
+
+    settings = Settings()
+    url = resolve_database_url(settings)
+    with progress_display(f"backup {path.name}") as show:
+        summary = create_backup(url, settings, path, show)
+    out.print(f"backup written: {json.dumps(summary, ensure_ascii=False)}", highlight=False,
+              soft_wrap=True)
+
+
+@backup_app.command("restore")
+@friendly_errors
+def backup_restore(
+    path: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True,
+                                help="Archive made by `riskatlas backup create`"),
+) -> None:
+    """Restore an archive into an empty data directory (and an empty DATABASE_URL, if set)."""
+    import json
+
+    from geo.backup import restore_backup
+
+    settings = Settings()
+    with progress_display(f"restore {path.name}") as show:
+        summary = restore_backup(path, settings, show)
+    out.print(f"backup restored: {json.dumps(summary, ensure_ascii=False)}", highlight=False,
+              soft_wrap=True)
 
 
 # -- demo -------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,3 +37,17 @@ def public_dir(prefix: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     path.chmod(0o755)
     return path
+
+
+@pytest.fixture
+def public_dirs() -> Iterator[Callable[[str], Path]]:
+    """Return public_dir(prefix), removing every directory it made when the test ends."""
+    made: list[Path] = []
+
+    def make(prefix: str) -> Path:
+        made.append(public_dir(prefix))
+        return made[-1]
+
+    yield make
+    for path in made:
+        shutil.rmtree(path, ignore_errors=True)

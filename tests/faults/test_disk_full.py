@@ -22,7 +22,7 @@ import numpy as np
 import psycopg
 import pytest
 import rasterio
-from fault_helpers import public_dir, tmpfs
+from fault_helpers import tmpfs
 from rasterio.transform import from_origin
 from sqlalchemy import Engine, text
 
@@ -106,9 +106,9 @@ def assert_storage_full(response: httpx.Response, storage: str, path: Path | Non
     assert "internal error" not in body["message"]
 
 
-def test_upload_larger_than_the_free_staging_space_is_507(database: Database,
-                                                          tmp_path: Path) -> None:
-    data_dir = public_dir("riskatlas-full-")
+def test_upload_larger_than_the_free_staging_space_is_507(
+        public_dirs: Callable[[str], Path], database: Database, tmp_path: Path) -> None:
+    data_dir = public_dirs("riskatlas-full-")
     raster = random_raster(tmp_path / "flood.tif", 900)  # 3.2 MB, the disk holds 2 MB
     before = database.counts()
     with tmpfs(data_dir, "2m"):
@@ -125,9 +125,9 @@ def test_upload_larger_than_the_free_staging_space_is_507(database: Database,
     600,  # 1.4 MB: the upload fits, the job's own copy of it does not (Python's write)
     430,  # 0.7 MB: the upload and its copy fit, the COG does not (GDAL's write)
 ])
-def test_disk_filling_while_the_job_works_is_507(database: Database, tmp_path: Path,
-                                                side: int) -> None:
-    data_dir = public_dir("riskatlas-full-")
+def test_disk_filling_while_the_job_works_is_507(
+        public_dirs: Callable[[str], Path], database: Database, tmp_path: Path, side: int) -> None:
+    data_dir = public_dirs("riskatlas-full-")
     raster = random_raster(tmp_path / "flood.tif", side)
     before = database.counts()
     with tmpfs(data_dir, "2m"):
@@ -146,9 +146,9 @@ def test_disk_filling_while_the_job_works_is_507(database: Database, tmp_path: P
     assert database.counts() == before
 
 
-def test_full_raster_directory_is_507_and_keeps_no_partial_cog(database: Database,
-                                                               tmp_path: Path) -> None:
-    data_dir = public_dir("riskatlas-full-")
+def test_full_raster_directory_is_507_and_keeps_no_partial_cog(
+        public_dirs: Callable[[str], Path], database: Database, tmp_path: Path) -> None:
+    data_dir = public_dirs("riskatlas-full-")
     raster = random_raster(tmp_path / "flood.tif", 500)  # ~1 MB COG, the disk holds 256 KB
     before = database.counts()
     settings = settings_for(database, data_dir)
@@ -163,8 +163,9 @@ def test_full_raster_directory_is_507_and_keeps_no_partial_cog(database: Databas
     assert database.counts() == before
 
 
-def test_cli_ingest_on_a_full_disk_names_it(database: Database, tmp_path: Path) -> None:
-    data_dir = public_dir("riskatlas-full-")
+def test_cli_ingest_on_a_full_disk_names_it(
+        public_dirs: Callable[[str], Path], database: Database, tmp_path: Path) -> None:
+    data_dir = public_dirs("riskatlas-full-")
     raster = random_raster(tmp_path / "flood.tif", 900)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RISKATLAS_")}
     env.update(DATABASE_URL=database.url, RISKATLAS_DATA_DIR=str(data_dir), COLUMNS="300")
@@ -197,15 +198,16 @@ def polygons_file(path: Path, count: int, vertices: int) -> Path:
 
 
 def test_full_database_disk_is_507_and_loads_nothing(
-        new_database: Callable[[str], str], pg_cluster: Any, tmp_path: Path) -> None:
+        public_dirs: Callable[[str], Path], new_database: Callable[[str], str],
+        tmp_path: Path) -> None:
     url = new_database("riskatlas_faults_dbfull")
     upgrade(url)
-    settings = settings_for(Database(url, None, ""), public_dir("riskatlas-dbfull-"))  # type: ignore[arg-type]
+    settings = Settings(database=DatabaseSettings(url=url),
+                        storage=StorageSettings(data_dir=public_dirs("riskatlas-dbfull-")))
     engine = build_engine(url, settings)
-    key = create_key(engine, "db-full tests", "uploader").secret
-    db = Database(url, engine, key)
+    db = Database(url, engine, create_key(engine, "db-full tests", "uploader").secret)
     plain = url.replace("+psycopg", "")
-    space = public_dir("riskatlas-tablespace-")
+    space = public_dirs("riskatlas-tablespace-")
     try:
         with tmpfs(space, "1m", owner="postgres"):
             with psycopg.connect(plain, autocommit=True) as conn:
@@ -216,12 +218,13 @@ def test_full_database_disk_is_507_and_loads_nothing(
                 boundaries = polygons_file(tmp_path / "adm1.geojson", 200, 400)  # ~1.3 MB
                 before = db.counts()
                 with LiveServer(settings) as server:
-                    response = upload(server, key, "localities", boundaries)
+                    response = upload(server, db.key, "localities", boundaries)
                 assert_storage_full(response, "database", None)
                 assert response.json()["details"][0]["storage"] == "database"
                 assert db.counts() == before
                 assert files_under(settings.storage.staging_dir) == []
             finally:
+                # The tablespace must be gone before its disk is unmounted.
                 engine.dispose()
                 admin = plain.rsplit("/", 1)[0] + "/postgres"
                 with psycopg.connect(admin, autocommit=True) as conn:

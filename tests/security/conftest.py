@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,8 +23,9 @@ def security_stack(new_database: Callable[[str], str],
     """The security suite's own database, so nothing here disturbs other suites' rows."""
     url = new_database("riskatlas_security")
     upgrade(url)
+    data_dir = _public_tmpdir("riskatlas-sec-")
     settings = Settings(database=DatabaseSettings(url=url),
-                        storage=StorageSettings(data_dir=_public_tmpdir("riskatlas-sec-")))
+                        storage=StorageSettings(data_dir=data_dir))
     engine = build_engine(url, settings)
     region = SmallRegion(prefix="SX", names=HOSTILE_NAMES)
     run = load_and_score(engine, settings, Path(tmp_path_factory.mktemp("security")), region)
@@ -34,3 +36,4 @@ def security_stack(new_database: Callable[[str], str],
             yield SecurityStack(settings, engine, server.base_url, region, run, keys)
     finally:
         engine.dispose()
+        shutil.rmtree(data_dir, ignore_errors=True)
