@@ -43,6 +43,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from geo.db import describe_url, embedded_cluster
+from geo.disk import is_disk_full
 from geo.embedded import find_postgres_bindir
 from geo.errors import RiskAtlasError, SetupError, ValidationError
 from geo.settings import Settings
@@ -195,6 +196,12 @@ def create_backup(url: str, settings: Settings, dest: Path,
             _add_bytes(tar, MANIFEST, json.dumps(manifest, indent=2).encode())
         partial.chmod(0o600)  # it holds everything, key hashes included
         os.replace(partial, dest)
+    except (OSError, BackupError) as exc:
+        # pg_dump reports a full disk only in its message.
+        if is_disk_full(exc) or "No space left on device" in str(exc):
+            raise BackupError(f"the disk holding {dest.parent} is full; no archive was "
+                              "written: free space there or choose another place") from exc
+        raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report(1.0, "done")
@@ -332,15 +339,15 @@ def restore_backup(archive: Path, settings: Settings,
     manifest = verify_archive(archive, report)
     _require_known_revision(manifest.get("schema_revision"))
     embedded = settings.database.url is None
-    if embedded:
-        report(0.32, "starting an embedded database in the data directory")
-        url = embedded_cluster(settings).ensure_running()
-    else:
-        url = settings.database.url or ""
+    url = settings.database.url or ""
+    if not embedded:
         _require_empty_database(url)
     work = data_dir / ".restore"
     restored_db = False
     try:
+        if embedded:
+            report(0.32, "starting an embedded database in the data directory")
+            url = embedded_cluster(settings).ensure_running()
         work.mkdir(parents=True, exist_ok=True)
         with tarfile.open(archive, "r:") as tar:
             entries = {entry["name"]: entry for entry in manifest["files"]}
@@ -357,8 +364,11 @@ def restore_backup(archive: Path, settings: Settings,
                 relative = entry["name"].split("/", 1)[1]
                 _extract(tar, entry, settings.storage.raster_dir / relative, archive)
         counts = _finish_database(url, manifest, settings.storage.raster_dir.absolute())
-    except BaseException:
+    except BaseException as exc:
         _undo(settings, url, manifest, embedded, restored_db)
+        if isinstance(exc, OSError) and is_disk_full(exc):
+            raise BackupError(f"the disk holding the data directory {data_dir} is full; "
+                              "nothing was kept: free space there and restore again") from exc
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from geo.errors import StorageFullError
+from geo.errors import RiskAtlasError, StorageFullError
 from geo.settings import StorageSettings
 
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -54,7 +54,9 @@ def is_disk_full(exc: BaseException) -> bool:
             return True
         if _sqlstate(link) == DISK_FULL_SQLSTATE:
             return True
-        if any(text in str(link) for text in GDAL_FULL_MESSAGES):
+        # Our own errors may quote user input; only library (GDAL) messages are read.
+        if not isinstance(link, RiskAtlasError) and any(
+                text in str(link) for text in GDAL_FULL_MESSAGES):
             return True
     return False
 
@@ -67,7 +69,8 @@ def raise_if_gdal_filled(exc: BaseException, directory: Path) -> None:
     """
     if is_disk_full(exc):
         raise OSError(errno.ENOSPC, "No space left on device", str(directory)) from exc
-    wrote = any(text in str(link) for link in _chain(exc) for text in GDAL_WRITE_FAILURES)
+    wrote = any(text in str(link) for link in _chain(exc) if not isinstance(link, RiskAtlasError)
+                for text in GDAL_WRITE_FAILURES)
     try:
         nearly_full = shutil.disk_usage(directory).free < NEARLY_FULL_BYTES
     except OSError:

@@ -92,7 +92,11 @@ def _harden_pyogrio() -> list[str]:
         skip = _skip_list(set(pyogrio.list_drivers()), VECTOR_DRIVERS)
         # A comma list: several driver names contain spaces ("MapInfo File").
         pyogrio.set_gdal_config_options({**PROCESS_OPTIONS, "GDAL_SKIP": ",".join(skip)})
-        _ogr._register_drivers()
+        register = getattr(_ogr, "_register_drivers", None)
+        if register is None:  # a pyogrio without it: the skip list waits for GDAL's next look
+            log.warning("pyogrio cannot re-register GDAL drivers; GDAL_SKIP is not in force")
+            return []
+        register()
     return skip
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from fault_helpers import tmpfs
 
 from geo.embedded import EmbeddedCluster
 from geo.settings import DatabaseSettings, Settings, StorageSettings
@@ -195,3 +196,16 @@ def test_a_damaged_archive_restores_nothing(
     refused = riskatlas("backup", "restore", str(not_backup), database_url=target_url,
                         data_dir=data_dir)
     assert refused.returncode == 1 and "is not a riskatlas backup" in refused.stderr
+
+
+def test_backup_onto_a_full_disk_leaves_no_archive(
+        public_dirs: Callable[[str], Path], demo_settings: Settings, demo_run: dict) -> None:
+    target = public_dirs("riskatlas-backup-full-")
+    with tmpfs(target, "256k"):
+        made = riskatlas("backup", "create", str(target / "demo.tar"),
+                         database_url=demo_settings.database.url,
+                         data_dir=demo_settings.storage.data_dir)
+        assert made.returncode == 1
+        assert f"the disk holding {target} is full" in made.stderr
+        assert "Traceback" not in made.stderr
+        assert list(target.iterdir()) == []
