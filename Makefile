@@ -2,7 +2,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup setup-test demo serve test lint clean-demo
+.PHONY: setup setup-test demo serve test lint audit lock clean-demo
 
 setup:
 	@scripts/setup.sh
@@ -25,3 +25,17 @@ test: setup-test
 
 lint: setup-test
 	$(BIN)/ruff check api geo frontend migrations tests bench
+
+## Check the locked dependencies for known vulnerabilities (pip-audit; says so when no
+## vulnerability database is reachable from this machine, exit status 2).
+audit: setup-test
+	@scripts/audit.sh
+
+## Re-pin requirements*.lock after a change to pyproject.toml (uv, from PyPI, in the venv).
+lock:
+	@test -x $(BIN)/python || python3 -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/pip install -q uv
+	$(BIN)/uv pip compile pyproject.toml --extra test --generate-hashes --universal \
+	  --python-version 3.11 -o requirements-test.lock
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --universal --python-version 3.11 \
+	  -c requirements-test.lock -o requirements.lock

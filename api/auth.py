@@ -9,7 +9,7 @@ from fastapi import Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import SessionDep
-from geo.keys import role_for_secret, role_rank
+from geo.keys import FailedKeyAttempts, role_for_secret, role_rank
 
 
 def presented_key(request: Request) -> str | None:
@@ -21,13 +21,24 @@ def presented_key(request: Request) -> str | None:
 
 
 def current_role(request: Request, session: SessionDep) -> str:
-    """Return the caller's role: `public` without a key; 401 for a key we do not know."""
+    """Return the caller's role: `public` without a key; 401 for a key that does not work.
+
+    An address that presented too many bad keys gets 429 with Retry-After for any key
+    until its failures age out (it learns nothing about the keys it tries meanwhile).
+    """
     secret = presented_key(request)
     if secret is None:
         return "public"
+    attempts: FailedKeyAttempts = request.app.state.key_attempts
+    client = request.client.host if request.client else "unknown"
+    wait = attempts.retry_after(client)
+    if wait is not None:
+        raise HTTPException(429, f"too many failed API key attempts; retry in {wait} s",
+                            headers={"Retry-After": str(wait)})
     role = role_for_secret(session, secret)
     if role is None:
-        raise HTTPException(401, "the API key is unknown or revoked",
+        attempts.failed(client)
+        raise HTTPException(401, "the API key is unknown, revoked or expired",
                             headers={"WWW-Authenticate": "Bearer"})
     return role
 

@@ -1,4 +1,4 @@
-"""The `riskatlas` command line: serve, database, demo, ingest, score, keys."""
+"""The `riskatlas` command line: serve, database, demo, ingest, score, keys, backup."""
 
 from __future__ import annotations
 
@@ -137,6 +137,10 @@ def serve(
 
 def _check_port_free(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As uvicorn binds: connections of a crashed server linger in TIME_WAIT for ~60 s,
+        # and without SO_REUSEADDR this probe would call the port busy all that time.
+        # A port another program listens on is still refused.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
@@ -533,15 +537,102 @@ app.add_typer(keys_app, name="keys")
 def keys_create(
     role: str = typer.Option(..., help="public, analyst, uploader or admin"),
     name: str = typer.Option(..., help="Who or what the key is for"),
+    expires: str = typer.Option(None, help="When it stops working: 30d, 12h, 2w or an ISO "
+                                "date such as 2026-12-31 [default: never]"),
 ) -> None:
     """Create an API key; it is printed once and stored only as a hash."""
-    from geo.keys import create_key
+    from geo.keys import create_key, parse_expiry
+
+    expires_at = parse_expiry(expires) if expires else None
+    with database(Settings()) as engine:
+        key = create_key(engine, name, role, expires_at)
+    out.print(key.secret)
+    until = f", valid until {key.expires_at:%Y-%m-%d %H:%M} UTC" if key.expires_at else ""
+    console.print(f"created a {key.role} key for {key.name} (prefix {key.prefix}{until}); "
+                  "keep it now, it is not shown again", highlight=False)
+
+
+@keys_app.command("list")
+@friendly_errors
+def keys_list() -> None:
+    """List every key: prefix, role, name, state, expiry and last use (never the secret)."""
+    from rich.table import Table
+
+    from geo.keys import list_keys
 
     with database(Settings()) as engine:
-        key = create_key(engine, name, role)
-    out.print(key.secret)
-    console.print(f"created a {key.role} key for {key.name}; keep it now, it is not shown again",
-                  highlight=False)
+        keys = list_keys(engine)
+    if not keys:
+        out.print("no API keys yet; create one with `riskatlas keys create`")
+        return
+    table = Table("prefix", "role", "name", "state", "created", "expires", "last used",
+                  box=None, header_style="bold")
+
+    def when(moment: Any) -> str:
+        return f"{moment:%Y-%m-%d %H:%M}" if moment else "-"
+
+    for key in keys:
+        table.add_row(key.prefix, key.role, key.name, key.state, when(key.created_at),
+                      when(key.expires_at) if key.expires_at else "never",
+                      when(key.last_used_at) if key.last_used_at else "never")
+    out.print(table)
+
+
+@keys_app.command("revoke")
+@friendly_errors
+def keys_revoke(
+    prefix: str = typer.Argument(..., help="The key's prefix as `keys list` shows it"),
+) -> None:
+    """Revoke a key: every request carrying it is refused from now on."""
+    from geo.keys import revoke_key
+
+    with database(Settings()) as engine:
+        key = revoke_key(engine, prefix)
+    out.print(f"revoked the {key.role} key {key.prefix} ({key.name}) at "
+              f"{key.revoked_at:%Y-%m-%d %H:%M:%S} UTC", highlight=False)
+
+
+# -- backup -----------------------------------------------------------------------------
+backup_app = typer.Typer(help="Back up and restore the database and the raster files.",
+                         no_args_is_help=True)
+app.add_typer(backup_app, name="backup")
+
+
+@backup_app.command("create")
+@friendly_errors
+def backup_create(
+    path: Path = typer.Argument(..., dir_okay=False, help="Archive to write, e.g. "
+                                "riskatlas-2026-11-26.tar (must not exist yet)"),
+) -> None:
+    """Write one archive: a consistent pg_dump, every raster file, a manifest of checksums."""
+    import json
+
+    from geo.backup import create_backup
+
+    settings = Settings()
+    url = resolve_database_url(settings)
+    with progress_display(f"backup {path.name}") as show:
+        summary = create_backup(url, settings, path, show)
+    out.print(f"backup written: {json.dumps(summary, ensure_ascii=False)}", highlight=False,
+              soft_wrap=True)
+
+
+@backup_app.command("restore")
+@friendly_errors
+def backup_restore(
+    path: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True,
+                                help="Archive made by `riskatlas backup create`"),
+) -> None:
+    """Restore an archive into an empty data directory (and an empty DATABASE_URL, if set)."""
+    import json
+
+    from geo.backup import restore_backup
+
+    settings = Settings()
+    with progress_display(f"restore {path.name}") as show:
+        summary = restore_backup(path, settings, show)
+    out.print(f"backup restored: {json.dumps(summary, ensure_ascii=False)}", highlight=False,
+              soft_wrap=True)
 
 
 # -- demo -------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ STATUS_BY_ERROR: dict[type[errors.RiskAtlasError], int] = {
     errors.ValidationError: 422,
     errors.NotFoundError: 404,
     errors.ConflictError: 409,
+    errors.StorageFullError: 507,
     errors.DatabaseUnavailableError: 503,
     errors.SetupError: 503,
 }
@@ -46,7 +47,8 @@ async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+    code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+            429: "too_many_requests"}
     return JSONResponse(
         error_body(code.get(exc.status_code, "http_error"), str(exc.detail)),
         status_code=exc.status_code,

@@ -21,6 +21,7 @@ from frontend.pages import router as pages_router
 from geo.db import build_engine, check_database, resolve_database_url, session_factory
 from geo.ingest.load import remove_orphan_rasters
 from geo.jobs import recover_interrupted_jobs
+from geo.keys import FailedKeyAttempts
 from geo.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ def create_app(
     app.state.settings = settings
     app.state.api_settings = api_settings
     app.state.profiles = ProfileCache()
+    app.state.key_attempts = FailedKeyAttempts(api_settings.key_failures_per_minute, 60.0)
     install_error_handlers(app)
     app.add_middleware(ServeCachedProfiles, cache=app.state.profiles)
     for router in ROUTERS:

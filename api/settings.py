@@ -15,3 +15,5 @@ class ApiSettings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     title: str = "riskatlas"
     job_workers: int = Field(default=2, ge=1, le=32)
+    # Bad API keys one client address may present per minute before it gets 429.
+    key_failures_per_minute: int = Field(default=20, ge=1)

@@ -50,3 +50,9 @@ class DatabaseUnavailableError(RiskAtlasError):
     """The database cannot be reached or refused the credentials."""
 
     code = "database_unavailable"
+
+
+class StorageFullError(RiskAtlasError):
+    """A disk (staging, raster directory or the database's) is full; the message says which."""
+
+    code = "storage_full"

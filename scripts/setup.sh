@@ -2,7 +2,9 @@
 # Install what riskatlas needs on Debian/Ubuntu, only what is missing:
 #   system: PostgreSQL + PostGIS (the embedded database), python3-venv;
 #   with --test also Chromium (browser tests) and gdal-bin (OGC client tests);
-#   then a virtualenv in .venv with riskatlas installed (editable) and its test tools.
+#   then a virtualenv in .venv with riskatlas installed (editable) and its test tools, at
+#   the exact versions and hashes of requirements.lock (requirements-test.lock with --test).
+#   Only pip is needed; `make lock` re-pins the locks after pyproject.toml changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,10 +42,22 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-stamp=.venv/.riskatlas-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "setup: installing Python packages into .venv (first time takes a few minutes)"
+lock=requirements.lock extras="" stamp=.venv/.riskatlas-installed
+if [ "$want_test" -eq 1 ]; then
+  lock=requirements-test.lock extras="[test]" stamp=.venv/.riskatlas-installed-test
+fi
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$lock" -nt "$stamp" ]; then
+  echo "setup: installing Python packages into .venv from $lock (first time takes a few minutes)"
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e ".[test]"
+  .venv/bin/pip install -q --require-hashes -r "$lock"
+  # riskatlas itself adds nothing: everything it needs came from the lock.
+  .venv/bin/pip install -q --no-deps -e ".$extras"
+  missing=$(.venv/bin/pip check 2>/dev/null | grep -i "^riskatlas .* requires" || true)
+  if [ -n "$missing" ]; then
+    echo "setup: $lock is out of date with pyproject.toml:" >&2
+    echo "$missing" | sed 's/^/  /' >&2
+    echo "setup: run \`make lock\` (uv pip compile) and commit the new lock files" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi

@@ -3,6 +3,7 @@
 from api.routers import (
     health,
     jobs,
+    keys,
     layers,
     localities,
     maps,
@@ -15,5 +16,5 @@ from api.routers import (
 
 ROUTERS = [
     health.router, jobs.router, uploads.router, layers.router, runs.router, localities.router,
-    ogc.router, tiles.router, maps.router, subgroups.router,
+    ogc.router, tiles.router, maps.router, subgroups.router, keys.router,
 ]

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import require_role
 from api.errors import error_body
+from geo.disk import naming_full_storage
 from geo.errors import TooLargeError, ValidationError
 from geo.ingest.files import quick_check
 from geo.ingest.options import field_pairs, option_value
@@ -27,7 +28,8 @@ router = APIRouter(prefix="/api/v1/uploads", tags=["uploads"])
 
 Kind = Literal["localities", "population", "hazard", "events", "institutions", "indicators",
                "observations", "priorities", "households"]
-STATUS_BY_CODE = {"invalid_input": 422, "too_large": 413, "conflict": 409, "not_found": 422}
+STATUS_BY_CODE = {"invalid_input": 422, "too_large": 413, "conflict": 409, "not_found": 422,
+                  "storage_full": 507}
 CHUNK = 1 << 20
 
 
@@ -52,6 +54,7 @@ class UploadAccepted(BaseModel):
         409: {"description": "The same layer is being uploaded right now"},
         413: {"description": "Over the size limit"},
         422: {"description": "Invalid file or options"},
+        507: {"description": "A disk is full (the message says which); nothing was kept"},
     },
 )
 async def upload(
@@ -79,10 +82,11 @@ async def upload(
     if dry_run:
         return await _dry_run(request, kind, file, holding, original_name, options)
     try:
-        path = await _save(file, holding, settings.storage.max_upload_bytes, original_name)
-        quick_check(path, original_name)
-        engine = request.app.state.engine
-        job_id = start_ingest_job(engine, kind, options, original_name)
+        with naming_full_storage(settings.storage, where=holding):
+            path = await _save(file, holding, settings.storage.max_upload_bytes, original_name)
+            quick_check(path, original_name)
+            engine = request.app.state.engine
+            job_id = start_ingest_job(engine, kind, options, original_name)
     except BaseException:
         shutil.rmtree(holding, ignore_errors=True)
         raise

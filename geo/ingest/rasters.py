@@ -32,6 +32,7 @@ from rasterio.windows import Window
 from rio_cogeo.cogeo import cog_translate
 from rio_cogeo.profiles import cog_profiles
 
+from geo.disk import raise_if_gdal_filled
 from geo.ingest._gdal import gdal_path, raster_env
 from geo.ingest._problems import fail_one
 from geo.ingest.files import FileKind, UploadedFile
@@ -228,6 +229,8 @@ def write_cog(
                 info = _describe(written, uploaded.original_name, FileKind.GEOTIFF, max_cells)
         os.replace(partial, dest)
     except (RasterioError, CPLE_BaseError) as exc:
+        # A full disk is not a corrupt file; say so while the partial output still fills it.
+        raise_if_gdal_filled(exc, dest.parent)
         fail_one(
             uploaded.original_name, f"the raster is corrupt or unreadable ({_gdal_reason(exc)})"
         )

@@ -10,9 +10,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from geo.disk import naming_full_storage
 from geo.ingest.load import ingest
 from geo.ingest.options import parse_options
-from geo.jobs import create_job, run_job
+from geo.jobs import JobReporter, create_job, run_job
 from geo.settings import Settings
 
 
@@ -47,12 +48,13 @@ def run_ingest_job(
 ) -> dict[str, Any]:
     """Run the ingest as job `job_id`; remove the staged upload whatever happens."""
     try:
-        return run_job(
-            engine, job_id,
-            lambda reporter: ingest(engine, settings, kind, path, original_name, raw_options,
-                                    reporter, job_id),
-            listeners,
-        )
+        def work(reporter: JobReporter) -> dict[str, Any]:
+            # A full disk is the operator's problem, not the file's: 507 naming the disk.
+            with naming_full_storage(settings.storage, where=settings.storage.staging_dir):
+                return ingest(engine, settings, kind, path, original_name, raw_options,
+                              reporter, job_id)
+
+        return run_job(engine, job_id, work, listeners)
     finally:
         shutil.rmtree(settings.storage.staging_dir / str(job_id), ignore_errors=True)
         if staged_upload_dir is not None:

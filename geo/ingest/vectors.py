@@ -27,7 +27,7 @@ import yaml
 from pyogrio.errors import DataSourceError, FieldError, GeometryError
 
 from geo.ingest import _columns as cols
-from geo.ingest._gdal import gdal_path, vector_env
+from geo.ingest._gdal import gdal_path, vector_env, vector_source
 from geo.ingest._problems import fail, fail_one, fail_rows, problem
 from geo.ingest._vocabulary import INSTITUTION_TYPES, fold, institution_type
 from geo.ingest.files import FileKind, UploadedFile
@@ -304,7 +304,8 @@ def _read_ogr(uploaded: UploadedFile, layer: str | None = None) -> gpd.GeoDataFr
         with uploaded.path.open("rb") as handle:
             if handle.read(4096).decode("utf-8-sig", errors="replace").lstrip().startswith("["):
                 _features_array_to_collection(uploaded)
-    path = gdal_path(uploaded.path, uploaded.directory)
+    expected_driver = ALLOWED_VECTOR_DRIVERS[uploaded.kind]
+    path = vector_source(gdal_path(uploaded.path, uploaded.directory), expected_driver)
     with vector_env(), warnings.catch_warnings():
         # GDAL's own warnings are replaced by the per-feature diagnosis below.
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -318,7 +319,6 @@ def _read_ogr(uploaded: UploadedFile, layer: str | None = None) -> gpd.GeoDataFr
                          "--layer NAME (layer option)")
             chosen = layer or names[0]
             info = pyogrio.read_info(path, layer=chosen)
-            expected_driver = ALLOWED_VECTOR_DRIVERS[uploaded.kind]
             if info["driver"] != expected_driver:
                 fail_one(name, f"read as {info['driver']}, but only {expected_driver} is allowed")
             frame = pyogrio.read_dataframe(path, layer=chosen, on_invalid="ignore")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,20 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("lon", "#geo+lon"), ("lat", "#geo+lat"),
 )
 BATCH = 1000
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection: a
+# locality named `=HYPERLINK(...)` becomes a live link). OWASP's advice: prefix such a cell
+# with a single quote, which spreadsheets show as text. A cell that is only a number
+# ("-0.5", "+3") is a value, not a formula, and is left alone so numbers stay numbers.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """Return a CSV cell that a spreadsheet shows as text rather than runs as a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) \
+            and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 def flat_row(item: dict[str, Any]) -> dict[str, Any]:
@@ -60,14 +75,15 @@ def flat_row(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def csv_stream(items: Iterable[dict[str, Any]]) -> Iterator[str]:
-    """Yield CSV text: header, HXL hashtag row, then one line per item."""
+    """Yield CSV text: header, HXL hashtag row, then one line per item (formulas defused)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow([key for key, _ in COLUMNS])
     writer.writerow([tag for _, tag in COLUMNS])
     for count, item in enumerate(items, start=1):
         row = flat_row(item)
-        writer.writerow(["" if row[key] is None else row[key] for key, _ in COLUMNS])
+        writer.writerow(["" if row[key] is None else spreadsheet_safe(row[key])
+                         for key, _ in COLUMNS])
         if count % 200 == 0:
             yield buffer.getvalue()
             buffer.seek(0)
