@@ -513,7 +513,12 @@ def score(
 
             summary = run_scores(engine, settings, executor=executor, listeners=[show],
                                  parameters=parameters)
-    out.print(json.dumps(summary, indent=2, ensure_ascii=False), highlight=False)
+    # soft_wrap: long lines (the explanations) must not be broken inside JSON strings
+    out.print(json.dumps(summary, indent=2, ensure_ascii=False), highlight=False,
+              soft_wrap=True)
+    # what each level's scores rest on, and what could not be scored, in words
+    for line in summary.get("explained", []):
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 @contextmanager
@@ -658,6 +663,8 @@ def demo_load(
                 result = run_scores(engine, settings, listeners=[show])
             out.print(f"scored {result['localities']} localities in run {result['run_id']}; "
                       f"{result['compounded']} in compounded stress", highlight=False)
+            for line in result.get("explained", []):
+                out.print(f"  {line}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

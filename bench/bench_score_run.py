@@ -47,6 +47,7 @@ from geo.embedded import EmbeddedCluster  # noqa: E402
 from geo.ingest.load import ingest  # noqa: E402
 from geo.migrate import upgrade  # noqa: E402
 from geo.runs.lifecycle import run_scores  # noqa: E402
+from geo.runs.methodologies import ensure_methodology  # noqa: E402
 from geo.settings import DatabaseSettings, Settings, StorageSettings  # noqa: E402
 
 DATA = Path(os.environ.get("BENCH_DATA", "/tmp/benchdata"))
@@ -226,6 +227,30 @@ def exposure_side_by_side(engine: object, paths: list[str], population: str | No
     return cases
 
 
+def relative_variant() -> dict:
+    """Return the default methodology with every component scaled relative to the country."""
+    from geo.analysis.methodology import load_default_methodology
+
+    document = load_default_methodology().model_dump(mode="json")
+    document["name"] = "riskatlas-default-relative"
+    for component in document["components"]:
+        component.update(scale="relative", goalposts=None,
+                         cap_percentiles=[2, 98] if component["transform"] == "log" else None)
+    return document
+
+
+def rank_agreement(engine: object, first: int, second: int) -> float:
+    """Return the Spearman correlation of two runs' composites over the same localities."""
+    with engine.connect() as conn:  # type: ignore[attr-defined]
+        rows = conn.execute(text(
+            "SELECT a.composite, b.composite FROM score_results a JOIN score_results b "
+            "ON a.locality_id = b.locality_id WHERE a.run_id = :a AND b.run_id = :b "
+            "AND a.composite IS NOT NULL AND b.composite IS NOT NULL"),
+            {"a": first, "b": second}).all()
+    frame = pd.DataFrame(rows, columns=["a", "b"])
+    return float(frame["a"].rank().corr(frame["b"].rank()))
+
+
 def main() -> None:
     """Load the data, run one full score run, print a table of step times and memory."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -288,12 +313,21 @@ def main() -> None:
         print(f"{'run: total':<24}{total:>10.1f}{max(memory.peaks.values()):>14,.0f}")
         print("peak RSS per step: this process plus its Python workers, sampled every 50 ms")
         print(f"peak RSS (this process and children, whole script): {peak_rss_mb():,.0f} MB")
-        # A run after new survey data or a new methodology: boundaries and rasters unchanged,
-        # so exposure comes from the first run's stored tables.
+        # The same run with the other kind of goalposts. The default methodology scales
+        # every component between fixed goalposts; the variant makes each one relative to
+        # the country (min-max or percentile caps over the finest localities). Boundaries
+        # and rasters are unchanged, so exposure comes from the first run's stored tables.
         started = time.perf_counter()
-        again = run_scores(engine, settings)
-        print(f"second run, same boundaries and rasters: {time.perf_counter() - started:.1f} s "
-              f"({again['exposure_layers_reused']} of 3 layers' exposure reused)")
+        again = run_scores(engine, settings, methodology_id=ensure_methodology(
+            engine, relative_variant()))
+        relative_seconds = time.perf_counter() - started
+        print(f"\nscore run, default methodology (fixed goalposts): {total:.1f} s, "
+              f"{summary['scored']:,} of {summary['localities']:,} scored")
+        print(f"same run, every component relative to the country: {relative_seconds:.1f} s "
+              f"({again['exposure_layers_reused']} of 3 layers' exposure reused), "
+              f"{again['scored']:,} scored")
+        print("rank agreement of the two runs (Spearman, composite): "
+              f"{rank_agreement(engine, summary['run_id'], again['run_id']):.3f}")
         if args.vs_exactextract:
             with engine.connect() as conn:
                 rows = conn.execute(text(

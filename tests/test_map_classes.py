@@ -68,3 +68,13 @@ def test_run_cache_computes_once_and_forgets_the_oldest() -> None:
     cache.get("c", lambda: compute("c"))  # evicts "a", the least recently used
     cache.get("a", lambda: compute("a"))
     assert calls == ["a", "b", "c", "a"]
+
+
+def test_the_maximum_is_counted_when_edges_are_rounded() -> None:
+    # Edges are rounded to 6 decimals; a maximum just above its rounded edge must still
+    # fall in the last class (a run's composites are not rounded).
+    from geo.read.map_classes import classify
+
+    values = [0.1, 0.5, 0.9, 2.0, 3.3, 5.5812344999]
+    for method in ("natural_breaks", "quantiles", "equal_interval", "fisher_jenks"):
+        assert sum(classify(values, method, 3, "viridis").counts) == len(values), method

@@ -1,9 +1,9 @@
-"""Full score runs on two real sets from ../shared/data: Central African Republic and Jakarta.
+"""Full score runs on real sets from ../shared/data: Central African Republic, Rwanda, Jakarta.
 
-Neither set has every pillar: CAR has no hazard raster, Jakarta no survey or conflict data.
-Both runs therefore use a stored variant of the default methodology whose missing-data rule
-skips and reweights a pillar with no data and accepts a pillar or dimension from a quarter of
-its weight, instead of leaving the composite empty (the default asks for half).
+None of them has every pillar: CAR has no hazard raster and no survey, Rwanda only health
+facilities, Jakarta no survey or conflict data. The default methodology scores them all the
+same: a partial composite from the pillars the data supports, the missing ones named per
+level in the run summary.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import psycopg
 import pytest
 from sqlalchemy import Engine
 
-from geo.analysis.methodology import load_default_methodology
 from geo.db import build_engine
 from geo.ingest.load import ingest
 from geo.migrate import upgrade
@@ -56,13 +55,8 @@ class Country:
         return ingest(self.engine, self.settings, kind, path, path.name, options)
 
     def score(self) -> int:
-        document = load_default_methodology().model_dump(mode="json")
-        document["name"] = "riskatlas-default-partial-data"
-        document["missing_data"]["missing_pillar"] = "skip_and_reweight"
-        # With one of three dimensions per pillar known, a pillar still counts.
-        document["missing_data"]["min_completeness"] = 0.25
-        run_id, job_id = start_score_run(self.engine, ensure_methodology(self.engine, document))
-        execute_score_run(self.engine, self.settings, run_id, job_id)
+        run_id, job_id = start_score_run(self.engine, ensure_methodology(self.engine))
+        self.summary = execute_score_run(self.engine, self.settings, run_id, job_id)
         return run_id
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
@@ -102,13 +96,25 @@ def test_central_african_republic_run(country: Callable[[str], Country]) -> None
                        "localities l ON l.id = r.locality_id WHERE r.run_id = %s AND l.level = 3",
                        (run_id,))
     assert scored == [(175, 175)]
+    levels = {item["level"]: item for item in car.summary["levels"]}
+    assert {lvl: (i["localities"], i["scored"]) for lvl, i in levels.items()} == {
+        1: (17, 17), 2: (72, 72), 3: (175, 175)}
+    # no survey: vulnerability is missing everywhere, and said to be
+    assert all(i["missing_pillars"]["vulnerability"]["localities"] == i["localities"]
+               for i in levels.values())
+    # conflict counts at every level (defect 1): the prefectures' events add up
+    by_level = dict(car.query(
+        "SELECT l.level, sum((r.details->'conflict'->>'events')::float) FROM score_results r "
+        "JOIN localities l ON l.id = r.locality_id WHERE r.run_id = %s GROUP BY l.level",
+        (run_id,)))
+    assert by_level[1] > 0 and by_level[2] > 0 and by_level[3] > 0
     top = car.query(
         "SELECT l.code, l.name, r.composite, r.details->'conflict'->>'events', "
-        "r.details->'access'->'health_centre'->>'distance_km' FROM score_results r "
+        "r.details->'access'->'health'->>'distance_km' FROM score_results r "
         "JOIN localities l ON l.id = r.locality_id WHERE r.run_id = %s AND l.level = 3 "
         "ORDER BY r.rank LIMIT 10", (run_id,))
     bottom = car.query(
-        "SELECT avg((r.details->'access'->'health_centre'->>'distance_km')::float) "
+        "SELECT avg((r.details->'access'->'health'->>'distance_km')::float) "
         "FROM score_results r JOIN localities l ON l.id = r.locality_id WHERE r.run_id = %s "
         "AND l.level = 3 AND r.rank > 140", (run_id,))
     top_distance = sum(float(row[4] or 0) for row in top) / len(top)
@@ -116,6 +122,34 @@ def test_central_african_republic_run(country: Callable[[str], Country]) -> None
     # than the best-placed ones, or see more violence (the two coping/exposure drivers here).
     top_events = sum(float(row[3] or 0) for row in top)
     assert top_distance > bottom[0][0] or top_events > 0, top
+
+
+def test_rwanda_run_with_health_facilities_only(country: Callable[[str], Country]) -> None:
+    rwanda = _needs("rwanda")
+    rwa = country("riskatlas_rwanda")
+    for level in (1, 2, 3):
+        rwa.load("localities", rwanda / "admin" / f"rwa_adm{level}.geojson", level=level)
+    rwa.load("population", rwanda / "population" / "population_RWA.csv")
+    rwa.load("institutions", rwanda / "health" / "who_public_health_facilities_rwa.csv")
+    run_id = rwa.score()
+    levels = {item["level"]: item for item in rwa.summary["levels"]}
+    # Only coping capacity has data: a partial composite everywhere, the two other pillars
+    # named, conflict "no data" rather than peace.
+    assert {lvl: i["scored"] for lvl, i in levels.items()} == {1: 5, 2: 30, 3: 416}
+    for item in levels.values():
+        assert set(item["missing_pillars"]) == {"hazard_exposure", "vulnerability"}
+    top = rwa.query(
+        "SELECT l.name, r.composite, (r.details->'access'->'health'->>'distance_km')::float, "
+        "r.components->'conflict_events_rate'->>'no_data' FROM score_results r "
+        "JOIN localities l ON l.id = r.locality_id WHERE r.run_id = %s AND l.level = 3 "
+        "ORDER BY r.rank LIMIT 10", (run_id,))
+    (median,), = rwa.query(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY (r.details->'access'->'health'->>"
+        "'distance_km')::float) FROM score_results r JOIN localities l ON l.id = r.locality_id "
+        "WHERE r.run_id = %s AND l.level = 3", (run_id,))
+    # Plausibility: the sectors furthest behind are far from any health facility.
+    assert sum(row[2] for row in top) / len(top) > median, top
+    assert all("no conflict event" in row[3] for row in top)
 
 
 def test_jakarta_run(country: Callable[[str], Country], tmp_path: Path) -> None:

@@ -6,9 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi import Path as FastApiPath
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
@@ -16,6 +16,7 @@ from api.auth import require_role
 from api.deps import EngineDep, SessionDep
 from geo.errors import NotFoundError
 from geo.models import Methodology, ScoreRun
+from geo.runs.compare import compare_csv, compare_geojson, compare_runs
 from geo.runs.lifecycle import execute_score_run, start_score_run
 from geo.runs.lookup import latest_run_id
 from geo.runs.methodologies import ensure_methodology
@@ -112,6 +113,47 @@ def list_runs(session: SessionDep) -> list[ScoreRun]:
 def get_run(run: str, session: SessionDep, engine: EngineDep) -> ScoreRun:
     """Return the run by id, or the newest completed one for `latest`."""
     return resolve_run(session, engine, run)
+
+
+LEVEL_QUERY = Query(None, ge=0, le=20, description="Only localities of this admin level")
+
+
+def _compared(session: Any, engine: Any, a: str, b: str, level: int | None) -> dict[str, Any]:
+    before, after = resolve_run(session, engine, a), resolve_run(session, engine, b)
+    with engine.connect() as conn:
+        return compare_runs(conn, before.id, after.id, level)
+
+
+@router.get("/runs/{a}/compare/{b}.{fmt}", summary="Export a run comparison (CSV or GeoJSON)",
+            response_class=StreamingResponse)
+def export_run_comparison(
+    a: str, b: str, session: SessionDep, engine: EngineDep,
+    fmt: str = FastApiPath(..., pattern="^(csv|geojson)$", description="csv or geojson"),
+    level: int | None = LEVEL_QUERY,
+) -> StreamingResponse:
+    """The comparison below as CSV (one row per locality) or GeoJSON (with outlines)."""
+    comparison = _compared(session, engine, a, b, level)
+    name = f"runs-{comparison['before']['id']}-vs-{comparison['after']['id']}.{fmt}"
+    headers = {"Content-Disposition": f'attachment; filename="{name}"',
+               "X-Comparable": str(comparison["comparable"]).lower()}
+    if fmt == "csv":
+        return StreamingResponse(compare_csv(comparison), media_type="text/csv; charset=utf-8",
+                                 headers=headers)
+    with engine.connect() as conn:
+        body = "".join(compare_geojson(conn, comparison))
+    return StreamingResponse(iter([body]), media_type="application/geo+json", headers=headers)
+
+
+@router.get("/runs/{a}/compare/{b}", summary="Compare two runs locality by locality")
+def compare_two_runs(a: str, b: str, session: SessionDep, engine: EngineDep,
+                     level: int | None = LEVEL_QUERY) -> dict[str, Any]:
+    """Per locality the change from run `a` to run `b` (ids or `latest`).
+
+    Composite, pillars, dimensions, rank and stressed-dimension count, and which
+    localities entered or left compounded stress. `comparable` is false (with `caveats`)
+    when the runs do not share fixed goalposts: then part of a change is the method's.
+    """
+    return _compared(session, engine, a, b, level)
 
 
 @router.get("/methodologies", response_model=list[MethodologyOut], summary="Methodologies")

@@ -11,6 +11,8 @@ locality's representative point weighted by its population column when there is 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -32,6 +34,7 @@ from geo.analysis.exposure import (
     _WKBSource,
     over_threshold,
 )
+from geo.analysis.overlay import count_by_locality, points_in_localities
 from geo.errors import ValidationError
 
 
@@ -69,6 +72,42 @@ def population_points(localities: gpd.GeoDataFrame, population_path: str | None 
     rows = rows[keep]
     return pd.DataFrame({"code": localities.index[rows], "x": np.asarray(x)[keep],
                          "y": np.asarray(y)[keep], "weight": weight[keep], "row": rows})
+
+
+def population_points_by_level(localities: gpd.GeoDataFrame, population_path: str | None,
+                                finest: pd.Series, *, metric_crs: CRS | str | None = None
+                                ) -> pd.DataFrame:
+    """Return people sample points for localities of several admin levels at once.
+
+    Every person counts once as demand (column `demand`) in the 2SFCA: only the points of
+    the finest localities (those nobody names as parent) are demand. With a raster, each
+    locality has its own cells (a parent's are its children's, cut by its own outline).
+    Without one, a parent has no better sample of its people than its children's points
+    with their populations: those are repeated for every ancestor (demand False), so a
+    district's distance is the population-weighted mean of its villages', not the
+    distance from one point in its middle.
+    """
+    metric = _metric(localities, metric_crs)
+    leaf = finest.reindex(localities.index).fillna(True).to_numpy(dtype=bool)
+    if population_path is not None:
+        points = population_points(localities, population_path, metric_crs=metric)
+        points["demand"] = leaf[points["row"].to_numpy()]
+        return points
+    base = population_points(localities[leaf], None, metric_crs=metric)
+    position = pd.Series(np.arange(len(localities)), index=localities.index)
+    base["row"] = position.reindex(base["code"]).to_numpy()
+    base["demand"] = True
+    parent = localities["parent_code"]
+    frames, current = [base], base
+    for _ in range(12):  # a hierarchy is a handful of levels deep
+        up = parent.reindex(current["code"]).to_numpy()
+        keep = pd.notna(up) & pd.Series(up).isin(position.index).to_numpy()
+        if not keep.any():
+            break
+        current = current[keep].assign(code=up[keep], demand=False)
+        current["row"] = position.reindex(current["code"]).to_numpy()
+        frames.append(current)
+    return pd.concat(frames, ignore_index=True)
 
 
 def _raster_cells(localities: gpd.GeoDataFrame, population_path: str
@@ -191,49 +230,90 @@ def distance_and_coverage(localities: gpd.GeoDataFrame, facilities: gpd.GeoDataF
 
 
 def facilities_per_10k(localities: gpd.GeoDataFrame, facilities: gpd.GeoDataFrame) -> pd.Series:
-    """Return per locality the facilities inside it per 10,000 people (NaN: no people)."""
+    """Return per locality the facilities inside it per 10,000 people (NaN: no people).
+
+    A facility counts in one locality per admin level (`level` column), see
+    `geo.analysis.overlay`.
+    """
     if "population" not in localities.columns:
         raise ValidationError("localities need a 'population' column", {"field": "population"})
-    pts = facilities.to_crs(localities.crs) if facilities.crs != localities.crs else facilities
-    fac_ix, loc_ix = localities.sindex.query(pts.geometry, predicate="intersects")
-    # a facility on a shared border counts once, for the first locality
-    first = pd.Series(loc_ix).groupby(fac_ix).min()
-    counts = pd.Series(np.bincount(first.to_numpy(), minlength=len(localities)),
-                       index=localities.index)
+    counts = pd.Series(facilities_inside(localities, facilities), index=localities.index)
     pop = pd.to_numeric(localities["population"], errors="coerce")
     return (counts / pop.where(pop > 0) * 10_000).rename("per_10k")
 
 
+def facilities_inside(localities: gpd.GeoDataFrame, facilities: gpd.GeoDataFrame
+                      ) -> np.ndarray:
+    """Return per locality the number of facilities inside it (every admin level counts)."""
+    pairs = points_in_localities(facilities, localities)
+    return count_by_locality(pairs, len(localities)).astype(int)
+
+
+Decay = Literal["none", "gaussian", "linear"]
+
+
+def decay_weights(distance: np.ndarray, radius: float, decay: Decay = "none",
+                  sigma: float | None = None) -> np.ndarray:
+    """Return the distance-decay weight of each distance (0 at or beyond the catchment).
+
+    none: 1 inside the catchment (the original 2SFCA of Luo & Wang 2003); gaussian:
+    exp(-d^2 / (2 sigma^2)), sigma default radius / 2; linear: 1 - d / radius (both the
+    enhanced 2SFCA family of Luo & Qi 2009). The catchment edge is strict: d < radius.
+    """
+    d = np.asarray(distance, dtype=float)
+    inside = d < radius
+    if decay == "none":
+        weight = np.ones_like(d)
+    elif decay == "gaussian":
+        s = radius / 2 if sigma is None else sigma
+        weight = np.exp(-(d * d) / (2.0 * s * s))
+    elif decay == "linear":
+        weight = 1.0 - d / radius
+    else:
+        raise ValidationError(f"unknown distance decay {decay!r}", {"field": "decay"})
+    return np.where(inside, weight, 0.0)
+
+
 def two_step_fca(demand_pop: np.ndarray, demand_xy: np.ndarray, supply_capacity: np.ndarray,
                  supply_xy: np.ndarray, radius_m: float, *,
-                 demand_tree: cKDTree | None = None) -> np.ndarray:
-    """Return the 2SFCA accessibility (capacity per person) of each demand point.
+                 demand_tree: cKDTree | None = None, decay: Decay = "none",
+                 sigma_m: float | None = None, demand_mask: np.ndarray | None = None
+                 ) -> np.ndarray:
+    """Return the (enhanced) 2SFCA accessibility (capacity per person) of each demand point.
 
-    Step 1: each supply j gets R_j = capacity_j / (people within radius_m of j).
-    Step 2: each demand point i gets A_i = sum of R_j over supplies within radius_m of i.
-    demand_tree: a k-d tree of demand_xy already built (one per run serves every family).
+    Step 1: each supply j gets R_j = capacity_j / sum_k P_k W(d_kj) over the people k
+    within the catchment (d_kj < radius_m). Step 2: each demand point i gets
+    A_i = sum_j R_j W(d_ij) over the supplies within the catchment of i. W is the decay
+    (`decay_weights`; 1 everywhere with decay none), applied in both steps as in Luo & Qi
+    (2009). demand_mask: the points that count as demand in step 1 (each person once:
+    points repeated for several admin levels are False except at one level); step 2 is
+    computed for every point. demand_tree: a k-d tree of demand_xy already built.
     """
     demand_pop = np.asarray(demand_pop, dtype=float)
     access = np.zeros(len(demand_pop))
     if len(supply_xy) == 0 or len(demand_pop) == 0:
         return access
+    demand_xy = np.asarray(demand_xy, dtype=float)
+    supply_xy = np.asarray(supply_xy, dtype=float)
     # every (supply, demand) pair within the radius: one sorted list per supply (a few
-    # thousand) rather than one per demand point (millions). Supply-major pairs with
-    # demands ascending add up in the same order as demand-major ones with supplies
-    # ascending, so both sums below are the same floats either way.
-    tree = demand_tree if demand_tree is not None else cKDTree(np.asarray(demand_xy, dtype=float))
-    lists = tree.query_ball_point(
-        np.asarray(supply_xy, dtype=float), r=radius_m, return_sorted=True, workers=-1)
+    # thousand) rather than one per demand point (millions)
+    tree = demand_tree if demand_tree is not None else cKDTree(demand_xy)
+    lists = tree.query_ball_point(supply_xy, r=radius_m, return_sorted=True, workers=-1)
     sizes = np.fromiter((len(ix) for ix in lists), dtype=np.int64, count=len(lists))
     supply_ix = np.repeat(np.arange(len(lists)), sizes)
     demand_ix = (np.concatenate([np.asarray(ix, dtype=np.int64) for ix in lists])
                  if sizes.sum() else np.empty(0, dtype=np.int64))
-    people_in_reach = np.bincount(supply_ix, weights=demand_pop[demand_ix],
+    gap = demand_xy[demand_ix] - supply_xy[supply_ix]
+    weight = decay_weights(np.hypot(gap[:, 0], gap[:, 1]), radius_m, decay, sigma_m)
+    counted = weight if demand_mask is None else weight * np.asarray(
+        demand_mask, dtype=bool)[demand_ix]
+    people_in_reach = np.bincount(supply_ix, weights=demand_pop[demand_ix] * counted,
                                   minlength=len(supply_xy))
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(people_in_reach > 0,
                          np.asarray(supply_capacity, dtype=float) / people_in_reach, 0.0)
-    access += np.bincount(demand_ix, weights=ratio[supply_ix], minlength=len(demand_pop))
+    access += np.bincount(demand_ix, weights=ratio[supply_ix] * weight,
+                          minlength=len(demand_pop))
     return access
 
 
@@ -242,10 +322,12 @@ def two_step_fca_by_locality(localities: gpd.GeoDataFrame, facilities: gpd.GeoDa
                              population_path: str | None = None,
                              metric_crs: CRS | str | None = None,
                              points: pd.DataFrame | None = None,
-                             demand_tree: cKDTree | None = None) -> pd.Series:
+                             demand_tree: cKDTree | None = None, decay: Decay = "none",
+                             sigma_m: float | None = None) -> pd.Series:
     """Return per locality the people-weighted mean 2SFCA score (capacity per person).
 
-    demand_tree: a k-d tree of the points' x, y when the caller keeps one for reuse.
+    demand_tree: a k-d tree of the points' x, y when the caller keeps one for reuse. A
+    `demand` column in points marks the points that count as demand (see two_step_fca).
     """
     metric = _metric(localities, metric_crs)
     if points is None:
@@ -254,23 +336,25 @@ def two_step_fca_by_locality(localities: gpd.GeoDataFrame, facilities: gpd.GeoDa
                 else pd.to_numeric(facilities[capacity_column], errors="coerce").fillna(0.0)
                 .to_numpy())
     supply_xy = _facility_xy(facilities, metric) if len(facilities) else np.empty((0, 2))
+    mask = points["demand"].to_numpy(dtype=bool) if "demand" in points.columns else None
     scores = two_step_fca(points["weight"].to_numpy(), points[["x", "y"]].to_numpy(), capacity,
-                          supply_xy, radius_m, demand_tree=demand_tree)
+                          supply_xy, radius_m, demand_tree=demand_tree, decay=decay,
+                          sigma_m=sigma_m, demand_mask=mask)
     return _weighted_by_locality(points, scores, localities.index).rename("fca")
 
 
 def institutions_exposed(institutions: gpd.GeoDataFrame, hazard_path: str, threshold: float,
                          *, polarity: str = "higher_is_worse") -> pd.Series:
-    """Return per institution whether the hazard at its location is at/over the threshold.
+    """Return per institution 1.0 / 0.0: is the hazard at its location at/over the threshold.
 
-    Points outside the raster or on nodata count as not exposed (unknown is not flooded).
+    Points outside the raster or on nodata are NaN: unknown, neither flooded nor dry.
     """
     if polarity not in ("higher_is_worse", "higher_is_better"):
         raise ValidationError(f"unknown polarity {polarity!r}", {"field": "polarity"})
     if institutions.crs is None:
         raise ValidationError("institutions have no CRS", {"field": "institutions"})
     if len(institutions) == 0:
-        return pd.Series([], index=institutions.index, dtype=bool, name="exposed")
+        return pd.Series([], index=institutions.index, dtype=float, name="exposed")
     with rasterio.Env(), rasterio.open(hazard_path) as ds:
         pts = institutions.geometry.to_crs(ds.crs) if institutions.crs != ds.crs \
             else institutions.geometry
@@ -280,7 +364,7 @@ def institutions_exposed(institutions: gpd.GeoDataFrame, hazard_path: str, thres
     outside = (xs < left) | (xs >= right) | (ys <= bottom) | (ys > top)
     values[outside] = np.nan
     hit = over_threshold(values, threshold, polarity)  # type: ignore[arg-type]
-    return pd.Series(np.nan_to_num(hit, nan=0.0) > 0, index=institutions.index, name="exposed")
+    return pd.Series(hit.astype(float), index=institutions.index, name="exposed")
 
 
 def _sample_by_block(ds: rasterio.DatasetReader, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:

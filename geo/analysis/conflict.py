@@ -12,6 +12,7 @@ import geopandas as gpd
 import pandas as pd
 from pyproj import CRS
 
+from geo.analysis.overlay import count_by_locality, points_in_localities
 from geo.errors import ValidationError
 
 CONFLICT_COLUMNS: tuple[str, ...] = (
@@ -67,22 +68,18 @@ def _pairs(left: gpd.GeoDataFrame, right: gpd.GeoDataFrame, predicate: str,
     return pd.DataFrame({"left": left_ix, "right": right_ix})
 
 
-def _events_in_localities(localities: gpd.GeoDataFrame, events: gpd.GeoDataFrame) -> pd.Series:
-    """Return the locality code of each event (NaN outside all), one locality per event."""
-    pairs = _pairs(_positional(events), _positional(localities), "intersects")
-    # a point on a shared border intersects two localities: keep one so totals add up
-    pairs = pairs.sort_values(["left", "right"]).drop_duplicates("left")
-    codes = pd.Series(localities.index[pairs["right"].to_numpy()], index=pairs["left"].to_numpy())
-    return pd.Series(codes.reindex(range(len(events))).to_numpy(), index=events.index)
-
-
-def _counts(codes: pd.Series, fatalities: pd.Series, mask: pd.Series, index: pd.Index
+def _counts(pairs: pd.DataFrame, fatalities: pd.Series, mask: pd.Series, index: pd.Index
             ) -> tuple[pd.Series, pd.Series]:
-    """Return (events, fatalities) per locality for the events selected by mask."""
-    grouped = fatalities[mask].groupby(codes[mask])
-    events = grouped.size().reindex(index, fill_value=0).astype(int)
-    deaths = grouped.sum().reindex(index, fill_value=0.0).astype(float)
-    return events, deaths
+    """Return (events, fatalities) per locality for the events selected by mask.
+
+    pairs: (event, locality) positions from `points_in_localities`, one locality per
+    event and admin level, so an event counts in its village, district and region alike.
+    """
+    chosen = pairs[mask.to_numpy()[pairs["point"].to_numpy()]]
+    events = count_by_locality(chosen, len(index))
+    deaths = count_by_locality(chosen, len(index), fatalities.to_numpy(dtype=float))
+    return (pd.Series(events.astype(int), index=index),
+            pd.Series(deaths.astype(float), index=index))
 
 
 def _events_in_band(localities: gpd.GeoDataFrame, events: gpd.GeoDataFrame, band_m: float,
@@ -126,7 +123,8 @@ def conflict_by_locality(
     NaN when there were no events before but some now), and events_in_band: events in the
     window within band_km of the locality but outside it (spill-over), measured in
     metric_crs (default: the UTM zone of the localities' centre). Missing fatalities
-    count as 0.
+    count as 0. Localities of several admin levels may come together (column `level`):
+    an event counts once in each level's locality that contains it.
     """
     _check_inputs(localities, events)
     events = events.to_crs(localities.crs) if events.crs != localities.crs else events
@@ -137,10 +135,10 @@ def conflict_by_locality(
     prev_start, start, end = window_bounds(window_end, window_months)
     in_window = (dates > start) & (dates <= end)
     in_prev = (dates > prev_start) & (dates <= start)
-    codes = _events_in_localities(localities, events)
+    pairs = points_in_localities(events, localities)
     deaths = pd.to_numeric(events["fatalities"], errors="coerce").fillna(0.0)
-    now_events, now_deaths = _counts(codes, deaths, in_window & codes.notna(), localities.index)
-    prev_events, prev_deaths = _counts(codes, deaths, in_prev & codes.notna(), localities.index)
+    now_events, now_deaths = _counts(pairs, deaths, in_window, localities.index)
+    prev_events, prev_deaths = _counts(pairs, deaths, in_prev, localities.index)
     metric = CRS.from_user_input(metric_crs) if metric_crs else local_metric_crs(localities)
     out = pd.DataFrame({
         "events": now_events,
@@ -156,3 +154,23 @@ def conflict_by_locality(
     }, index=localities.index)
     return out[list(CONFLICT_COLUMNS)]
 
+
+
+def event_spans(localities: gpd.GeoDataFrame, events: gpd.GeoDataFrame, group: pd.Series
+                ) -> pd.DataFrame:
+    """Return per group (country) the first and last event date inside its localities.
+
+    An event layer covers a country and a period only where it has events: the run reads
+    zero events as "no violence" only inside that span, and as "no data" outside it.
+    `localities` should be one partition (the finest level) so each event counts once.
+    """
+    if events.empty or localities.empty:
+        return pd.DataFrame({"first": pd.Series(dtype="datetime64[ns]"),
+                             "last": pd.Series(dtype="datetime64[ns]")})
+    events = events.to_crs(localities.crs) if events.crs != localities.crs else events
+    pairs = points_in_localities(events, localities)
+    dates = pd.to_datetime(events["event_date"], errors="coerce").to_numpy()[
+        pairs["point"].to_numpy()]
+    keys = group.reindex(localities.index).to_numpy()[pairs["locality"].to_numpy()]
+    frame = pd.DataFrame({"group": keys, "date": dates})
+    return frame.groupby("group")["date"].agg(first="min", last="max")

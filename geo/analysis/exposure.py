@@ -64,7 +64,7 @@ STRATEGY = "feature-sequential"
 HAZARD_LEVELS: tuple[str, ...] = ("very_low", "low", "medium", "high")
 LEVEL_RANK: dict[str, int] = {name: rank for rank, name in enumerate(HAZARD_LEVELS)}
 EXPOSURE_COLUMNS: tuple[str, ...] = (
-    "mean", "max", "p90", "share_area_over", "people", "people_exposed",
+    "mean", "max", "p90", "share_area_over", "people", "people_covered", "people_exposed",
     "people_exposed_share", "hazard_level",
 )
 
@@ -679,18 +679,35 @@ def _population_pass(feats: Sequence[bytes], fcrs: str, people: _BlockSource,
             # a population cell without data counts as nobody, not as "unknown exposure"
             ops.append(Operation("weighted_sum", f"l{i}_w{k}", band, people,
                                  {"default_weight": 0}))
+        # people where the hazard layer has data: the share's denominator (a layer covers
+        # a locality only where it has valid cells over it; elsewhere "no data", not 0)
+        covered = _BlockSource(people.ds, f"l{i}_has", block,
+                               lambda w, g=grid: _has_data(g.fractions(w)[0]),
+                               data=_has_data(computed[0]) if computed is not None else None)
+        bands.append(covered)
+        ops.append(Operation("weighted_sum", f"l{i}_covered", covered, people,
+                             {"default_weight": 0}))
     raw = exact_extract([people, *bands], _WKBSource(feats, fcrs), ops, output="pandas",
                         strategy=STRATEGY, include_cols=["row"])
     raw = raw.set_index("row").sort_index()
     tables = []
     for i, p in enumerate(params):
+        covered = raw[f"l{i}_covered"].astype(float).fillna(0.0)
+        known = covered > 0
         out = pd.DataFrame({"people": raw["people"].astype(float),
-                            "people_exposed": raw[f"l{i}_w0"].astype(float).fillna(0.0)},
+                            "people_covered": covered,
+                            "people_exposed": raw[f"l{i}_w0"].astype(float).fillna(0.0)
+                            .where(known)},
                            index=raw.index)
         for k, name in enumerate(p.level_names(), start=1):
-            out[f"_people_{name}"] = raw[f"l{i}_w{k}"].astype(float).fillna(0.0)
+            out[f"_people_{name}"] = raw[f"l{i}_w{k}"].astype(float).fillna(0.0).where(known)
         tables.append(out)
     return tables
+
+
+def _has_data(fractions: np.ndarray) -> np.ndarray:
+    """Return 1.0 where a fraction band has data, NaN where it has none."""
+    return np.where(np.isnan(fractions), np.float32(np.nan), np.float32(1.0))
 
 
 def _finish(table: pd.DataFrame, params: ExposureParams, with_people: bool) -> pd.DataFrame:
@@ -698,11 +715,12 @@ def _finish(table: pd.DataFrame, params: ExposureParams, with_people: bool) -> p
     names = params.level_names()
     level_basis = table[[f"_area_{n}" for n in names]].to_numpy()
     if not with_people:
-        for col in ("people", "people_exposed", "people_exposed_share"):
+        for col in ("people", "people_covered", "people_exposed", "people_exposed_share"):
             table[col] = np.nan
     else:
         with np.errstate(invalid="ignore", divide="ignore"):
-            people = table["people"].to_numpy()
+            # shares of the people where the layer has data; NaN where it has none
+            people = table["people_covered"].to_numpy()
             table["people_exposed_share"] = np.where(
                 people > 0, table["people_exposed"] / people, np.nan)
             by_people = table[[f"_people_{n}" for n in names]].to_numpy() / people[:, None]
@@ -754,12 +772,15 @@ def _layers_chunk(wkbs: Sequence[bytes], crs_wkt: str, hazard_paths: Sequence[st
             for table in second:
                 table.index = table.index + half
             return [pd.concat(pair) for pair in zip(first, second, strict=True)]
-        hazards, by_crs = [], {}
+        hazards, by_grid = [], {}
         for i, (hz, block) in enumerate(zip(hzs, blocks, strict=True)):
             hazards.append(_raster_source(hz, f"hazard{i}", _bounded(block)))
-            by_crs.setdefault(CRS.from_user_input(hz.crs).to_wkt(), []).append(i)
+            # exactextract takes several rasters in one call only on one grid (else
+            # "Incompatible extents"): layers from different providers go in separate
+            # passes, those on the same grid still share the coverage fractions
+            by_grid.setdefault(_grid_key(hz), []).append(i)
         tables: list[pd.DataFrame] = [pd.DataFrame()] * len(hzs)
-        for key, members in by_crs.items():
+        for (key, *_grid), members in by_grid.items():
             feats, fcrs = in_crs[key]
             parts = _hazard_pass(feats, fcrs, [hazards[i] for i in members],
                                  [params[i] for i in members])
@@ -773,6 +794,11 @@ def _layers_chunk(wkbs: Sequence[bytes], crs_wkt: str, hazard_paths: Sequence[st
                                       params)
             tables = [t.join(pp) for t, pp in zip(tables, people, strict=True)]
     return [_finish(t, p, pop is not None) for t, p in zip(tables, params, strict=True)]
+
+
+def _grid_key(ds: rasterio.DatasetReader) -> tuple[Any, ...]:
+    """Return what makes two rasters one grid: CRS (as WKT), transform and size."""
+    return (CRS.from_user_input(ds.crs).to_wkt(), tuple(ds.transform)[:6], ds.width, ds.height)
 
 
 def _exposure_chunk(wkbs: Sequence[bytes], crs_wkt: str, hazard_path: str,

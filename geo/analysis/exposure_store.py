@@ -26,7 +26,8 @@ import shapely
 
 from geo.analysis.exposure import HazardLayer, PendingExposure, submit_exposure_layers
 
-FORMAT_VERSION = 1
+# 2: people_covered added; shares over the people where the layer has data
+FORMAT_VERSION = 2
 # Tables kept; the oldest go first (a few per hazard version and boundary set in use).
 KEEP_TABLES = 64
 

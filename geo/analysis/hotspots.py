@@ -1,4 +1,8 @@
-"""Hot and cold spots: Getis-Ord Gi* (esda) with permutation p-values and FDR correction."""
+"""Hot and cold spots: Getis-Ord Gi* or Gi (esda) with permutation p-values and FDR correction.
+
+Weights: Queen contiguity (default), a distance band or k nearest neighbours between the
+localities' representative points (in metres: a local UTM zone for geographic data).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ import numpy as np
 import pandas as pd
 import shapely
 from esda.getisord import G_Local
-from libpysal.weights import W
+from libpysal.weights import KNN, DistanceBand, W
 from scipy.spatial import cKDTree
+from scipy.stats import false_discovery_control
 
 from geo.errors import ValidationError
 
@@ -101,13 +106,55 @@ def contiguity_weights(gdf: gpd.GeoDataFrame) -> W:
 
 def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
     """Return Benjamini-Hochberg adjusted p-values (q-values), same order as the input."""
-    count = len(p_values)
-    order = np.argsort(p_values, kind="stable")
-    scaled = p_values[order] * count / np.arange(1, count + 1)
-    adjusted = np.minimum.accumulate(scaled[::-1])[::-1]
-    result = np.empty(count)
-    result[order] = np.minimum(adjusted, 1.0)
-    return result
+    p_values = np.asarray(p_values, dtype=float)
+    if p_values.size == 0:
+        return p_values.copy()
+    return false_discovery_control(p_values, method="bh")
+
+
+def _metric_points(gdf: gpd.GeoDataFrame) -> np.ndarray:
+    """Return the representative points of gdf in metres (local UTM for geographic CRS)."""
+    points = gdf.geometry.representative_point()
+    if gdf.crs is not None and gdf.crs.is_geographic:
+        points = points.to_crs(points.estimate_utm_crs())
+    return np.column_stack([points.x.to_numpy(), points.y.to_numpy()])
+
+
+def distance_band_weights(gdf: gpd.GeoDataFrame, distance_m: float) -> W:
+    """Return binary distance-band weights (neighbours within distance_m, metres).
+
+    A locality with no neighbour in the band is joined to its nearest one (as with
+    contiguity), so that no locality is left out of the statistic.
+    """
+    weights = DistanceBand(_metric_points(gdf), threshold=distance_m, binary=True,
+                           ids=list(gdf.index), silence_warnings=True)
+    if weights.islands:
+        weights = _attach_islands(weights, gdf)
+    weights.transform = "B"
+    return weights
+
+
+def knn_weights(gdf: gpd.GeoDataFrame, k: int) -> W:
+    """Return binary k-nearest-neighbour weights between representative points."""
+    k = min(k, len(gdf) - 1)
+    weights = KNN(_metric_points(gdf), k=k, ids=list(gdf.index), silence_warnings=True)
+    weights.transform = "B"
+    return weights
+
+
+def spatial_weights(gdf: gpd.GeoDataFrame, kind: str = "contiguity", *,
+                    distance_km: float | None = None, k: int = 8) -> W:
+    """Return the weights named by a methodology's hotspots.weights."""
+    if kind == "contiguity":
+        return contiguity_weights(gdf)
+    if kind == "distance_band":
+        if distance_km is None:
+            raise ValidationError("distance_band weights need distance_km",
+                                  {"field": "hotspots.distance_km"})
+        return distance_band_weights(gdf, distance_km * 1000.0)
+    if kind == "knn":
+        return knn_weights(gdf, k)
+    raise ValidationError(f"unknown weights {kind!r}", {"field": "hotspots.weights"})
 
 
 def neighbour_direction(weights: W, values: np.ndarray) -> np.ndarray:
@@ -161,10 +208,16 @@ def getis_ord_hotspots(
     permutations: int = 999,
     seed: int = 12345,
     fdr: bool = True,
+    weights: str = "contiguity",
+    distance_km: float | None = None,
+    k: int = 8,
+    star: bool = True,
 ) -> pd.DataFrame:
     """Return gi_z, p_sim, p_value, p_fdr and hotspot_class per row of `gdf`.
 
-    Gi* with binary Queen contiguity (self included, as Gi* requires). p_sim is esda's
+    Gi* (star=True: the locality counts in its own neighbourhood) or Gi, with binary
+    weights: Queen contiguity by default, or `distance_band` (distance_km) or `knn` (k)
+    between representative points; see `spatial_weights`. p_sim is esda's
     one-sided permutation p-value in the observed direction; p_value doubles it because
     hot *and* cold spots are looked for; p_fdr is its Benjamini-Hochberg adjustment and
     drives the class (or p_value when fdr=False); see `classify_hotspots` for why the
@@ -185,7 +238,9 @@ def getis_ord_hotspots(
         result.loc[usable, ["gi_z", "p_sim", "p_value", "p_fdr"]] = [0.0, 1.0, 1.0, 1.0]
         result.loc[usable, "hotspot_class"] = "not_significant"
         return result
-    z_scores, p_sim, direction = _run_gi_star(gdf.loc[usable], present, permutations, seed)
+    z_scores, p_sim, direction = _run_gi(
+        gdf.loc[usable], present, permutations, seed,
+        spatial_weights(gdf.loc[usable], weights, distance_km=distance_km, k=k), star)
     p_value = np.minimum(2.0 * p_sim, 1.0)
     p_fdr = benjamini_hochberg(p_value)
     result.loc[usable, "gi_z"] = z_scores
@@ -198,17 +253,17 @@ def getis_ord_hotspots(
     return result
 
 
-def _run_gi_star(
-    gdf: gpd.GeoDataFrame, values: np.ndarray, permutations: int, seed: int
+def _run_gi(
+    gdf: gpd.GeoDataFrame, values: np.ndarray, permutations: int, seed: int, weights: W,
+    star: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    weights = contiguity_weights(gdf)
     direction = neighbour_direction(weights, values)
     with warnings.catch_warnings():
         # esda warns that the default alternative hypothesis will change; we rely on the
         # current one-sided ("directed") p-value and double it ourselves.
         warnings.simplefilter("ignore", DeprecationWarning)
         gi_star = G_Local(
-            values, weights, transform="B", star=True, permutations=permutations,
+            values, weights, transform="B", star=star, permutations=permutations,
             seed=seed, n_jobs=1, keep_simulations=False,
         )
     return (

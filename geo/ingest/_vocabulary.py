@@ -22,8 +22,13 @@ otherwise the keyword rules are tried in order (the first match wins); otherwise
 | Water point, Borehole, Well, Drinking water, Water tap         | water_point          |
 | Shelter, Refuge, Safe house                                    | shelter              |
 
-A plain OSM `school` has no level, so it maps to `other` (with a warning) unless the
-caller passes a `type_map`.
+| School, École, Sekolah (no level given)                        | school               |
+
+A plain `school` (OSM `amenity=school`, a file that says only "school") has no level: it
+is typed `school`, which the access analysis counts in the school family with the typed
+levels. Types are grouped into the service families that access is computed for
+(`INSTITUTION_FAMILIES`); the other types are kept in the inventory but counted by no
+access measure, and the ingest and run summaries say so.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ INSTITUTION_TYPES = (
     "school_primary",
     "school_secondary",
     "school_vocational",
+    "school",
     "ngo",
     "youth_centre",
     "local_administration",
@@ -79,6 +85,7 @@ KEYWORD_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"vocational|technical|tvet|\bsmk\b", "school_vocational"),
         (r"secondary|high school|lycee|college|\bsmp\b|\bsma\b", "school_secondary"),
         (r"primary school|ecole primaire|elementary|\bsd\b", "school_primary"),
+        (r"\bschool\b|\becole\b|\bsekolah\b|\bescuela\b|\bescola\b", "school"),
         (r"\bngo\b|non.governmental|association", "ngo"),
         (r"youth|maison des jeunes", "youth_centre"),
         (r"town ?hall|mairie|kantor (kelurahan|kecamatan|desa)|local (government|admin)",
@@ -87,6 +94,34 @@ KEYWORD_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"shelter|refuge|safe ?house", "shelter"),
     )
 )
+
+
+# Service families: the types each access measure counts (access.<family>.<measure>).
+INSTITUTION_FAMILIES: dict[str, tuple[str, ...]] = {
+    "health": ("health_centre", "hospital", "clinic", "health_post"),
+    "school": ("school", "school_primary", "school_secondary", "school_vocational"),
+}
+
+
+def family_of(kind: str) -> str | None:
+    """Return the service family an institution type counts in, or None."""
+    for family, kinds in INSTITUTION_FAMILIES.items():
+        if kind in kinds:
+            return family
+    return None
+
+
+def type_summary(counts: dict[str, int], unmapped: dict[str, int] | None = None
+                 ) -> dict[str, object]:
+    """Return per family the count, and the types (and unmapped labels) no family counts."""
+    families = {family: sum(counts.get(kind, 0) for kind in kinds)
+                for family, kinds in INSTITUTION_FAMILIES.items()}
+    uncounted = {kind: n for kind, n in sorted(counts.items())
+                 if n and family_of(kind) is None}
+    summary: dict[str, object] = {"by_family": families, "not_counted_by_access": uncounted}
+    if unmapped:
+        summary["unmapped_labels"] = dict(unmapped)
+    return summary
 
 
 def fold(label: str) -> str:

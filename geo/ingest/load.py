@@ -40,6 +40,7 @@ from geo.errors import ValidationError
 from geo.ingest import _columns as cols
 from geo.ingest import coverage, rasters, readers
 from geo.ingest._problems import fail, problem
+from geo.ingest._vocabulary import INSTITUTION_FAMILIES, type_summary
 from geo.ingest.files import UploadedFile, open_upload
 from geo.ingest.households import load_households
 from geo.ingest.options import parse_options
@@ -691,8 +692,13 @@ def load_institutions(ctx: Load) -> dict[str, Any]:
         warnings.append(f"replaced version {version} of the inventory {name!r} "
                         f"({replaced} institutions)")
     by_type = {str(k): int(v) for k, v in frame["type"].value_counts().items()}
+    families = type_summary(by_type)
+    if families["not_counted_by_access"]:
+        listed = ", ".join(f"{k} ×{n}" for k, n in families["not_counted_by_access"].items())
+        warnings.append(f"kept in the inventory but counted by no access measure "
+                        f"(families: {', '.join(INSTITUTION_FAMILIES)}): {listed}")
     return {"dataset_id": dataset_id, "rows": len(frame), "layer": name,
-            "version": version + 1, "replaced": replaced, "by_type": by_type,
+            "version": version + 1, "replaced": replaced, "by_type": by_type, **families,
             "coverage": covered.as_dict(), "warnings": warnings, "columns": read.columns}
 
 

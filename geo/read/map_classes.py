@@ -107,7 +107,9 @@ def classify(values: Sequence[float | None], method: str, k: int, palette: str,
         edges = _symmetric(edges)
     count = len(edges) - 1
     colours = palette_colours(palette, count)
-    assigned = np.searchsorted(np.array(edges[1:]), data, side="left")
+    # edges are rounded to 6 decimals: the maximum may lie a hair above the last one and
+    # still belongs to the last class
+    assigned = np.minimum(np.searchsorted(np.array(edges[1:]), data, side="left"), count - 1)
     counts = [int(np.sum(assigned == i)) for i in range(count)]
     return Classes(method, palette, edges, colours, counts)
 

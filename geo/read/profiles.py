@@ -180,6 +180,8 @@ def risk_profile(conn: Connection, code: str, run: dict[str, Any], role: str,
                  "in_parent": row.rank_in_parent, "of": of_level, "of_in_parent": of_parent},
         "top_drivers": details.get("top_drivers", []),
         "top_decile_stable": details.get("top_decile_stable"),
+        # partial composite, missing pillars and dimensions with the reasons ("no data")
+        "coverage": details.get("coverage"),
         "hazards": _hazards_for(details.get("hazards", {}), role, k_min),
         "conflict": details.get("conflict"), "access": details.get("access", {}),
         "trend": details.get("trend", {}),

@@ -14,6 +14,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from sqlalchemy import Engine, text
 
 from geo.analysis.methodology import parse_methodology
@@ -32,7 +34,19 @@ Progress = Callable[[float, str], None]
 
 def start_score_run(engine: Engine, methodology_id: int | None = None,
                     parameters: dict[str, Any] | None = None) -> tuple[int, uuid.UUID]:
-    """Record a queued run and its job; return (run id, job id)."""
+    """Record a queued run and its job; return (run id, job id).
+
+    Refuses at once (ValidationError, a 422 over HTTP) when there is nothing to score: no
+    localities, or no population table nor population raster.
+    """
+    with engine.connect() as conn:
+        counts = conn.execute(text(
+            "SELECT count(*) AS localities, count(*) FILTER (WHERE population > 0) AS people, "
+            "EXISTS (SELECT 1 FROM raster_layers WHERE role = 'population') AS raster "
+            "FROM localities")).one()
+    refuse_unscorable(pd.DataFrame({"population": [1.0] * int(counts.people)
+                                    + [np.nan] * int(counts.localities - counts.people)}),
+                      bool(counts.raster))
     methodology_id = methodology_id or ensure_methodology(engine)
     job_id = create_job(engine, "score", {"methodology_id": methodology_id,
                                           **(parameters or {})}, lock_key="score")
@@ -94,20 +108,19 @@ def compute_and_store(engine: Engine, settings: Settings, run_id: int, report: P
     parameters = dict(row.parameters or {})
     report(0.02, "reading the data")
     inputs = load_inputs(engine)
-    if inputs.localities.empty:
-        raise ValidationError("there are no localities to score; load boundaries first")
+    refuse_unscorable(inputs.localities, inputs.population is not None)
     timings["read"] = time.perf_counter() - started
-    raw, details = build_raw_table(inputs, parameters, executor, report, timings, settings,
-                                   facts, methodology=methodology)
+    raw, details, gaps = build_raw_table(inputs, parameters, executor, report, timings,
+                                         settings, facts, methodology)
     report(0.75, "scoring")
     step = time.perf_counter()
-    results = score_all_levels(inputs, raw, methodology, details)
+    results, levels = score_all_levels(inputs, raw, methodology, details, gaps)
     timings["score"] = time.perf_counter() - step
     report(0.9, "storing the results")
     step = time.perf_counter()
     store_results(engine, run_id, results)
     timings["store"] = time.perf_counter() - step
-    summary = run_summary(inputs, results, timings) | facts
+    summary = run_summary(inputs, results, timings, levels, methodology, raw) | facts
     with engine.begin() as conn:
         # Layers covering part of the country (geo/ingest/coverage.py): scores outside mislead.
         summary["coverage_warnings"] = current_coverage_warnings(conn)
@@ -120,9 +133,23 @@ def compute_and_store(engine: Engine, settings: Settings, run_id: int, report: P
     return summary
 
 
+def refuse_unscorable(localities: pd.DataFrame, population_raster: bool) -> None:
+    """Raise ValidationError when nothing could be scored: no localities, no population."""
+    if localities.empty:
+        raise ValidationError("there are no localities to score; load boundaries first",
+                              {"field": "localities"})
+    has_population = pd.to_numeric(localities["population"], errors="coerce").gt(0).any()
+    if not has_population and not population_raster:
+        raise ValidationError(
+            "no population: load a population table (per locality) or a population raster "
+            "before scoring; rates per 100,000 people and people-weighted access need it",
+            {"field": "population"})
+
+
 def run_scores(engine: Engine, settings: Settings, *, executor: cf.Executor | None = None,
                listeners: list[Callable[[float, str], None]] | None = None,
-               parameters: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Start and run a score run with the current methodology; return its summary."""
-    run_id, job_id = start_score_run(engine, parameters=parameters)
+               parameters: dict[str, Any] | None = None,
+               methodology_id: int | None = None) -> dict[str, Any]:
+    """Start and run a score run (default: the shipped methodology); return its summary."""
+    run_id, job_id = start_score_run(engine, methodology_id, parameters=parameters)
     return execute_score_run(engine, settings, run_id, job_id, executor, listeners)

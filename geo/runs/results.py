@@ -11,10 +11,24 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from geo.analysis.coverage import (
+    absent_reason,
+    country_keys,
+    describe_levels,
+    finest_localities,
+    level_report,
+    locality_coverage,
+)
 from geo.analysis.hotspots import getis_ord_hotspots
-from geo.analysis.methodology import Methodology
+from geo.analysis.methodology import HotspotSettings, Methodology, load_default_methodology
 from geo.analysis.robustness import weight_robustness
-from geo.analysis.scoring import ScoreTable, need_vulnerability_quadrant, score_localities
+from geo.analysis.scoring import (
+    ScoreTable,
+    need_vulnerability_quadrant,
+    normalise_all,
+    score_localities,
+)
+from geo.ingest._vocabulary import type_summary
 from geo.runs import cells
 from geo.runs.inputs import RunInputs
 
@@ -24,25 +38,44 @@ HOTSPOTS_IN_BACKGROUND_FROM = 2000
 
 
 def score_all_levels(inputs: RunInputs, raw: pd.DataFrame, methodology: Methodology,
-                     details: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """Return one row per locality with every stored figure, each level scored on its own.
+                     details: dict[str, dict[str, Any]], gaps: dict[str, Any] | None = None,
+                     ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Return one row per locality with every stored figure, and what each level rests on.
 
-    details: per-locality details from build_raw_table (hazards, conflict, access,
-    subgroup gaps and trends), merged into each row's details.
+    Components are normalised once over every level: fixed goalposts as they are, relative
+    scales per country from its finest localities, so a parent (a one-unit level too) is
+    scored on its children's scale. Ranks, hot spots and rank intervals are per level.
+    details: per-locality details from build_raw_table, merged into each row's details.
     """
-    frames = []
-    for _level, members in inputs.localities.groupby("level"):
+    localities = inputs.localities
+    explained: dict[str, Any] = {}
+    for component in methodology.components:
+        source = component.source
+        if source not in raw.columns:
+            explained[source] = absent_reason(source)
+        elif gaps is not None and source in gaps:
+            explained[source] = gaps[source]
+    normalised = normalise_all(raw, methodology, scope=country_keys(localities),
+                               reference=finest_localities(localities), gaps=explained,
+                               levels=localities["level"])
+    frames, levels = [], []
+    for level, members in localities.groupby("level"):
         codes = members.index
-        table = score_localities(raw.loc[codes], methodology, parent=members["parent_code"])
-        frames.append(_level_results(inputs, members, raw.loc[codes], table, methodology))
+        table = score_localities(raw.loc[codes], methodology, parent=members["parent_code"],
+                                 normalised=normalised)
+        coverage = locality_coverage(table)
+        frames.append(_level_results(inputs, members, raw.loc[codes], table, methodology,
+                                     coverage))
+        levels.append(level_report(int(level), table, coverage))
     results = pd.concat(frames)
     results["details"] = [details.get(code, {}) | extra for code, extra in
                           zip(results.index, results["details"], strict=True)]
-    return results
+    return results, levels
 
 
 def _level_results(inputs: RunInputs, members: gpd.GeoDataFrame, raw: pd.DataFrame,
-                   table: ScoreTable, methodology: Methodology) -> pd.DataFrame:
+                   table: ScoreTable, methodology: Methodology,
+                   coverage: list[dict[str, Any]] | None = None) -> pd.DataFrame:
     summary = table.summary
     out = pd.DataFrame(index=members.index)
     out["locality_id"] = members["id"]
@@ -51,36 +84,38 @@ def _level_results(inputs: RunInputs, members: gpd.GeoDataFrame, raw: pd.DataFra
     out["stressed_dimensions"] = summary["stressed_count"]
     out["compounded"] = summary["compounded"]
     out["quadrant"] = need_vulnerability_quadrant(table.pillars)["quadrant"]
-    hotspots = _start_hotspots(members, summary["composite"])
+    hotspots = _start_hotspots(members, summary["composite"], methodology)
     robust = _robustness(table, methodology)
     out["rank_low"], out["rank_high"] = robust["rank_low"], robust["rank_high"]
     out["pillars"] = cells.records(table.pillars)
     out["dimensions"] = _dimension_records(table, methodology)
     out["components"] = _component_records(table, raw, methodology, inputs)
     stable = [cells.as_bool(v) for v in robust["top_decile_stable"].reindex(members.index).tolist()]
+    coverage = coverage if coverage is not None else [{} for _ in range(len(members))]
     out["details"] = [
-        {"top_drivers": drivers, "top_decile_stable": flag}
-        for drivers, flag in zip(_top_drivers(table.components.reindex(members.index)),
-                                 stable, strict=True)]
+        {"top_drivers": drivers, "top_decile_stable": flag, "coverage": cover}
+        for drivers, flag, cover in zip(_top_drivers(table.components.reindex(members.index)),
+                                        stable, coverage, strict=True)]
     out["hotspot"] = hotspots()
     return out
 
 
-def _start_hotspots(members: gpd.GeoDataFrame, composite: pd.Series
-                    ) -> Callable[[], pd.Series]:
+def _start_hotspots(members: gpd.GeoDataFrame, composite: pd.Series,
+                    methodology: Methodology | None = None) -> Callable[[], pd.Series]:
     """Start `_hotspots` and return a function that waits for its result.
 
     On many localities Gi* (999 permutations, a Python loop per locality inside esda)
     runs in a forked process while this one computes rank intervals and records, which
     take about as long; on few it runs here. The same code either way, so the same classes.
     """
+    settings = (methodology or load_default_methodology()).hotspots
     if len(members) < HOTSPOTS_IN_BACKGROUND_FROM:
-        classes = _hotspots(members, composite)
+        classes = _hotspots(members, composite, settings)
         return lambda: classes
     context = mp.get_context("fork")
     receive, send = context.Pipe(duplex=False)
     # fork: the child inherits members and composite, nothing is pickled on the way in
-    child = context.Process(target=_send_hotspots, args=(send, members, composite),
+    child = context.Process(target=_send_hotspots, args=(send, members, composite, settings),
                             daemon=True)
     child.start()
     send.close()
@@ -100,22 +135,28 @@ def _start_hotspots(members: gpd.GeoDataFrame, composite: pd.Series
     return collect
 
 
-def _send_hotspots(send: Any, members: gpd.GeoDataFrame, composite: pd.Series) -> None:
+def _send_hotspots(send: Any, members: gpd.GeoDataFrame, composite: pd.Series,
+                   settings: HotspotSettings) -> None:
     try:
-        send.send(_hotspots(members, composite))
+        send.send(_hotspots(members, composite, settings))
     except BaseException as exc:  # handed to the parent, which raises it
         send.send(exc)
     finally:
         send.close()
 
 
-def _hotspots(members: gpd.GeoDataFrame, composite: pd.Series) -> pd.Series:
+def _hotspots(members: gpd.GeoDataFrame, composite: pd.Series,
+              settings: HotspotSettings | None = None) -> pd.Series:
+    settings = settings or HotspotSettings()
     scored = composite.notna()
     if scored.sum() < MIN_LOCALITIES_FOR_HOTSPOTS:
         return pd.Series(None, index=members.index, dtype=object)
     frame = members.loc[scored, ["geom"]].set_geometry("geom").assign(
         composite=composite[scored])
-    classes = getis_ord_hotspots(frame, "composite")["hotspot_class"]
+    classes = getis_ord_hotspots(
+        frame, "composite", permutations=settings.permutations, fdr=settings.fdr,
+        weights=settings.weights, distance_km=settings.distance_km, k=settings.k,
+        star=settings.statistic == "gi_star")["hotspot_class"]
     return classes.reindex(members.index)
 
 
@@ -151,18 +192,29 @@ def _component_records(table: ScoreTable, raw: pd.DataFrame, methodology: Method
         {c.id: (raw[c.source].reindex(index) if c.source in raw.columns
                 else pd.Series(np.nan, index=index)) for c in components}, index=index)).tolist()
     normalised = cells.numbers(table.components[[c.id for c in components]]).tolist()
+    reasons = (table.reasons[[c.id for c in components]].to_numpy(dtype=object).tolist()
+               if table.reasons is not None else [[None] * len(components)] * len(index))
     fixed = []
     for component in components:
         extra = {"unit": _unit(component.source), "source": component.source,
-                 "dimension": component.dimension}
+                 "dimension": component.dimension, "scale": component.scale}
+        if component.goalposts is not None:
+            extra["goalposts"] = list(component.goalposts)
         if component.source in layers:
             extra.update(layer=layers[component.source].name,
                          version=layers[component.source].version)
         fixed.append((component.id, extra))
-    return [
-        {cid: {"raw": r, "normalised": nv} | extra
-         for (cid, extra), r, nv in zip(fixed, raw_row, norm_row, strict=True)}
-        for raw_row, norm_row in zip(raw_values, normalised, strict=True)]
+    records = []
+    for raw_row, norm_row, why_row in zip(raw_values, normalised, reasons, strict=True):
+        record = {}
+        for (cid, extra), r, nv, why in zip(fixed, raw_row, norm_row, why_row, strict=True):
+            entry = {"raw": r, "normalised": nv} | extra
+            if nv is None:
+                # "no data" is named, never shown as a score of 0
+                entry["no_data"] = str(why) if why else "no data"
+            record[cid] = entry
+        records.append(record)
+    return records
 
 
 def _unit(source: str) -> str:
@@ -191,13 +243,15 @@ def _top_drivers(components: pd.DataFrame, count: int = 3) -> list[list[str]]:
     return drivers
 
 
-def run_summary(inputs: RunInputs, results: pd.DataFrame,
-                timings: dict[str, float]) -> dict[str, Any]:
-    """Return the run's summary: counts, hotspots, the top of the finest level, timings."""
-    levels = inputs.localities["level"]
-    finest = results[levels.reindex(results.index) == levels.max()]
+def run_summary(inputs: RunInputs, results: pd.DataFrame, timings: dict[str, float],
+             levels: list[dict[str, Any]] | None = None,
+             methodology: Methodology | None = None,
+             raw: pd.DataFrame | None = None) -> dict[str, Any]:
+    """Return the run's summary: counts, what each level rests on, the top, timings."""
+    level = inputs.localities["level"]
+    finest = results[level.reindex(results.index) == level.max()]
     top = finest.sort_values("rank").head(10)
-    return {
+    summary: dict[str, Any] = {
         "localities": len(results),
         "scored": int(results["composite"].notna().sum()),
         "compounded": int(results["compounded"].fillna(False).astype(bool).sum()),
@@ -206,3 +260,19 @@ def run_summary(inputs: RunInputs, results: pd.DataFrame,
                              for code, row in top.iterrows()],
         "seconds": {k: round(v, 3) for k, v in timings.items()},
     }
+    if levels is not None:
+        # per admin level: how many localities were scored, partial or not, and why
+        summary["levels"] = levels
+        summary["explained"] = describe_levels(levels)
+    if methodology is not None:
+        summary["goalposts"] = {"fixed": [c.id for c in methodology.components
+                                          if c.scale == "fixed"],
+                                "relative": methodology.relative_components()}
+        if raw is not None:
+            summary["inputs_not_loaded"] = {
+                c.source: absent_reason(c.source) for c in methodology.components
+                if c.source not in raw.columns}
+    counts = {str(k): int(v) for k, v in inputs.institutions["type"].value_counts().items()} \
+        if not inputs.institutions.empty else {}
+    summary["institutions"] = {"by_type": counts, **type_summary(counts)}
+    return summary

@@ -135,4 +135,60 @@ def test_institutions_exposed_in_another_crs(tmp_path: Path) -> None:
     inst = facilities([(500_500, 5_001_500), (501_500, 5_001_500), (500_500, 5_000_500),
                        (501_500, 5_000_500), (600_000, 5_000_000)])
     out = institutions_exposed(inst, str(path), 0.5)
-    assert out.tolist() == [False, True, True, False, False]
+    # on nodata and off the raster: unknown (NaN), not "dry" (defect 3: missing is not 0)
+    np.testing.assert_array_equal(out.to_numpy(), [0.0, 1.0, 1.0, np.nan, np.nan])
+
+
+# --- defect 1: facility counts at every level ---------------------------------------------
+
+
+def test_facilities_count_at_every_level() -> None:
+    from tests.analysis.test_conflict import nested
+
+    clinics = facilities([(505_000, 5_002_000), (505_000, 5_008_000), (515_000, 5_005_000)])
+    per = facilities_per_10k(nested(), clinics)
+    # G: 3 per 300k = 0.1 per 10k; D1: 2 per 200k; D2: 1 per 100k; V1, V2: 1 per 100k
+    assert per.to_dict() == pytest.approx({"G": 0.1, "D1": 0.1, "D2": 0.1, "V1": 0.1,
+                                           "V2": 0.1})
+
+
+# --- defect 9: the enhanced 2SFCA (Luo & Qi 2009), distance decay in both steps ----------
+
+
+def test_e2sfca_gaussian_reproduces_a_published_worked_example() -> None:
+    # sdc-catchment's documentation, "Introduction to floating catchment areas", "A tiny
+    # catchment": three consumers of 100 at x = 0, 1, 2 and two providers of capacity 10
+    # at x = 0 and x = 2; Gaussian decay with scale 1 (exp(-d^2 / 2)), no distance bound.
+    # Published: binary access 0.066667 for all three; Gaussian c1 0.065179,
+    # c2 0.069641, c3 0.065179.
+    consumers = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
+    providers = np.array([[0.0, 0.0], [2.0, 0.0]])
+    people, capacity = np.full(3, 100.0), np.full(2, 10.0)
+    binary = two_step_fca(people, consumers, capacity, providers, 3.0)
+    np.testing.assert_allclose(binary, [0.066667] * 3, atol=5e-7)
+    gaussian = two_step_fca(people, consumers, capacity, providers, 3.0, decay="gaussian",
+                            sigma_m=1.0)
+    np.testing.assert_allclose(gaussian, [0.065179, 0.069641, 0.065179], atol=5e-7)
+
+
+def test_catchment_edge_is_strict_and_linear_decay_by_hand() -> None:
+    consumers = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
+    providers = np.array([[0.0, 0.0], [2.0, 0.0]])
+    people, capacity = np.full(3, 100.0), np.full(2, 10.0)
+    # radius exactly 2: the consumer 2 units away is outside (d < r, as in Luo & Wang).
+    # R1 = 10 / (100 + 100) = 0.05 = R2; c1 and c3 reach one provider, c2 both.
+    strict = two_step_fca(people, consumers, capacity, providers, 2.0)
+    np.testing.assert_allclose(strict, [0.05, 0.10, 0.05])
+    # linear decay W = 1 - d / 2: W(0) = 1, W(1) = 0.5, W(2) = 0 (edge).
+    # R1 = 10 / (100 * 1 + 100 * 0.5) = 1/15 = R2; c1 = 1/15, c2 = 2 * 0.5 / 15.
+    linear = two_step_fca(people, consumers, capacity, providers, 2.0, decay="linear")
+    np.testing.assert_allclose(linear, [1 / 15, 1 / 15, 1 / 15])
+
+
+def test_people_count_once_as_demand_across_levels() -> None:
+    # The same 100 people sampled for a village and again for its district: only one copy
+    # is demand, so the single facility's capacity 10 is shared by 100 people, not 200.
+    xy = np.array([[0.0, 0.0], [0.0, 0.0]])
+    access = two_step_fca(np.array([100.0, 100.0]), xy, np.array([10.0]),
+                          np.array([[0.0, 0.0]]), 5.0, demand_mask=np.array([True, False]))
+    np.testing.assert_allclose(access, [0.1, 0.1])

@@ -99,3 +99,41 @@ def test_validation() -> None:
     with pytest.raises(ValidationError, match="fatalities"):
         conflict_by_locality(localities(), EVENTS.drop(columns="fatalities"),
                              window_end=date(2024, 12, 31))
+
+
+# --- defect 1: an event counts in its locality at every admin level ----------------------
+
+
+def nested() -> gpd.GeoDataFrame:
+    # governorate G (20 x 10 km) holds districts D1 (west half) and D2 (east half); D1
+    # holds villages V1 and V2 (its south and north halves). Loaded together, as a run does.
+    boxes = {"G": (500_000, 5_000_000, 520_000, 5_010_000, 1),
+             "D1": (500_000, 5_000_000, 510_000, 5_010_000, 2),
+             "D2": (510_000, 5_000_000, 520_000, 5_010_000, 2),
+             "V1": (500_000, 5_000_000, 510_000, 5_005_000, 3),
+             "V2": (500_000, 5_005_000, 510_000, 5_010_000, 3)}
+    gdf = gpd.GeoDataFrame(
+        {"level": [b[4] for b in boxes.values()], "population": [300_000, 200_000, 100_000,
+                                                                  100_000, 100_000]},
+        geometry=[shapely.box(*b[:4]) for b in boxes.values()], crs=UTM,
+        index=pd.Index(list(boxes), name="code"))
+    return gdf.to_crs(4326)
+
+
+def test_events_count_at_every_level() -> None:
+    found = events([(505_000, 5_002_000, "2024-05-01", 1),   # V1, D1, G
+                    (505_000, 5_007_000, "2024-05-01", 2),   # V2, D1, G
+                    (515_000, 5_005_000, "2024-05-01", 4)])  # D2, G (no village loaded)
+    out = conflict_by_locality(nested(), found, window_end=date(2024, 12, 31))
+    assert out["events"].to_dict() == {"G": 3, "D1": 2, "D2": 1, "V1": 1, "V2": 1}
+    assert out["fatalities"].to_dict() == {"G": 7, "D1": 3, "D2": 4, "V1": 1, "V2": 2}
+    # before the fix every event went to one locality overall: the governorate
+    assert out.loc["V1", "events_per_100k"] == pytest.approx(1.0)
+
+
+def test_event_on_a_shared_border_counts_once_per_level() -> None:
+    # on the border of V1 and V2 (y = 5,005 km): one of the two villages, D1 and G once each
+    found = events([(505_000, 5_005_000, "2024-05-01", 1)])
+    out = conflict_by_locality(nested(), found, window_end=date(2024, 12, 31))
+    assert out.loc["G", "events"] == 1 and out.loc["D1", "events"] == 1
+    assert out.loc["V1", "events"] + out.loc["V2", "events"] == 1

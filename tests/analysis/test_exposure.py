@@ -285,3 +285,56 @@ def test_exposed_by_subgroup() -> None:
     assert np.isnan(out.loc["V2", "age=0-14"])
     with pytest.raises(ValidationError):
         exposed_by_subgroup(exposed, shares * 3)
+
+
+# --- defects 3 and 4: misaligned grids, partial coverage ----------------------------------
+
+
+def two_squares() -> gpd.GeoDataFrame:
+    # W covers x 0..2, E covers x 2..4 (y 0..4)
+    return gpd.GeoDataFrame(geometry=[shapely.box(0, 0, 2, 4), shapely.box(2, 0, 4, 4)],
+                            crs="EPSG:4326", index=pd.Index(["W", "E"], name="code"))
+
+
+def test_two_rasters_on_misaligned_grids_in_one_run(tmp_path: Path) -> None:
+    from geo.analysis.exposure import HazardLayer, run_exposure_layers
+
+    # Same CRS, different origin and resolution: exactextract refused both in one call
+    # ("Incompatible extents") and every score run failed with an internal error.
+    first = write_raster(tmp_path / "a.tif", np.full((4, 4), 1.0, np.float32),
+                         from_origin(0, 4, 1, 1))
+    second = write_raster(tmp_path / "b.tif", np.full((6, 6), 2.0, np.float32),
+                          from_origin(-0.3, 4.2, 0.75, 0.75))
+    tables = run_exposure_layers(two_squares(), [HazardLayer(first, 0.5),
+                                                 HazardLayer(second, 1.5)], workers=1)
+    assert tables[0]["mean"].tolist() == pytest.approx([1.0, 1.0])
+    assert tables[1]["mean"].tolist() == pytest.approx([2.0, 2.0])
+    assert tables[1]["share_area_over"].tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_a_raster_covering_half_the_localities_is_no_data_elsewhere(tmp_path: Path) -> None:
+    # The hazard covers x 0..2 only; population covers everything. E has no hazard data:
+    # its share of people exposed is missing, not "0 % exposed".
+    hazard = write_raster(tmp_path / "half.tif", np.full((4, 2), 1.0, np.float32),
+                          from_origin(0, 4, 1, 1))
+    people = write_raster(tmp_path / "people.tif", np.full((4, 4), 10.0, np.float32),
+                          from_origin(0, 4, 1, 1))
+    out = hazard_exposure(two_squares(), hazard, threshold=0.5, population_path=people)
+    assert out.loc["W", "people_exposed_share"] == pytest.approx(1.0)
+    assert np.isnan(out.loc["E", "people_exposed_share"])
+    assert np.isnan(out.loc["E", "people_exposed"])
+    assert out.loc["E", "people"] == pytest.approx(80.0)  # people are known, exposure not
+    assert np.isnan(out.loc["E", "share_area_over"]) and np.isnan(out.loc["E", "mean"])
+
+
+def test_share_is_over_the_people_where_the_layer_has_data(tmp_path: Path) -> None:
+    # A locality straddling the raster's edge: half its people where the layer is (all
+    # flooded), half off it. The share is of the people the layer sees (1.0), and the
+    # covered people are reported beside it; not 0.5 as if the rest were dry.
+    hazard = write_raster(tmp_path / "edge.tif", np.full((4, 3), 1.0, np.float32),
+                          from_origin(0, 4, 1, 1))
+    people = write_raster(tmp_path / "people.tif", np.full((4, 4), 10.0, np.float32),
+                          from_origin(0, 4, 1, 1))
+    out = hazard_exposure(two_squares(), hazard, threshold=0.5, population_path=people)
+    assert out.loc["E", "people_exposed_share"] == pytest.approx(1.0)
+    assert out.loc["E", "people_covered"] == pytest.approx(40.0)

@@ -187,3 +187,46 @@ def test_bad_inputs() -> None:
         getis_ord_hotspots(pd.DataFrame({"composite": [1.0]}), "composite")  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="missing_column"):
         getis_ord_hotspots(lattice(HOT_CORNER), "missing_column")
+
+
+# --- defect 10: configurable weights, Gi or Gi*, against esda's documented example --------
+
+# esda's documentation of G_Local (esda/getisord.py docstring): six points, a binary
+# DistanceBand of threshold 15 and y = [2, 3, 3.2, 5, 8, 7]. Its published z-scores:
+SIX_POINTS = [(10, 10), (20, 10), (40, 10), (15, 20), (30, 20), (30, 30)]
+SIX_VALUES = [2, 3, 3.2, 5, 8, 7]
+ESDA_GI_Z = [-1.0136729, -0.04361589, 1.31558703, -0.31412676, 1.15373986, 1.77833941]
+ESDA_GI_STAR_Z = [-1.39727626, -0.28917762, 0.65064964, -0.28917762, 1.23452088, 2.02424331]
+
+
+def six_points() -> gpd.GeoDataFrame:
+    from shapely.geometry import Point
+
+    # a projected CRS in metres: the band of 15 units is 0.015 km
+    return gpd.GeoDataFrame({"composite": SIX_VALUES},
+                            geometry=[Point(x, y) for x, y in SIX_POINTS], crs="EPSG:3857",
+                            index=pd.Index([f"P{i}" for i in range(6)], name="code"))
+
+
+@pytest.mark.parametrize(("star", "published"), [(False, ESDA_GI_Z), (True, ESDA_GI_STAR_Z)])
+def test_distance_band_gi_and_gi_star_match_esdas_published_example(
+        star: bool, published: list[float]) -> None:
+    result = getis_ord_hotspots(six_points(), "composite", weights="distance_band",
+                                distance_km=0.015, star=star, permutations=99)
+    np.testing.assert_allclose(result["gi_z"].to_numpy(), published, atol=1e-7)
+
+
+def test_knn_weights_give_every_point_k_neighbours() -> None:
+    from geo.analysis.hotspots import spatial_weights
+
+    weights = spatial_weights(six_points(), "knn", k=2)
+    assert all(len(weights.neighbors[key]) == 2 for key in weights.id_order)
+    with pytest.raises(ValidationError, match="distance_km"):
+        spatial_weights(six_points(), "distance_band")
+
+
+def test_fdr_is_scipys_false_discovery_control() -> None:
+    from scipy.stats import false_discovery_control
+
+    p = np.array([0.001, 0.2, 0.03, 0.04, 0.5, 0.012])
+    np.testing.assert_allclose(benjamini_hochberg(p), false_discovery_control(p, method="bh"))

@@ -28,7 +28,7 @@ def small_document() -> dict[str, Any]:
             {"id": "poverty", "source": "indicator.poverty_rate", "dimension": "economic"},
             {"id": "water", "source": "indicator.safe_water_access",
              "dimension": "infrastructure", "polarity": "higher_is_better"},
-            {"id": "health", "source": "access.health_centre.distance_km",
+            {"id": "health", "source": "access.health.distance_km",
              "dimension": "health", "transform": "log", "cap_percentiles": [2, 98]},
         ],
         "dimensions": [
@@ -64,8 +64,8 @@ def test_default_methodology_uses_the_agreed_sources() -> None:
         "hazard.flood.people_exposed_share", "hazard.landslide.people_exposed_share",
         "hazard.drought.people_exposed_share", "conflict.events_per_100k",
         "conflict.fatalities_per_100k", "conflict.events_per_100k_change",
-        "access.health_centre.distance_km", "access.health_centre.sfca",
-        "access.health_centre.coverage_share", "access.school.distance_km",
+        "access.health.distance_km", "access.health.sfca",
+        "access.health.coverage_share", "access.school.distance_km",
         "access.institutions.exposed_share", "indicator.poverty_rate",
         "indicator.food_insecurity", "indicator.stunting", "indicator.school_attendance",
         "indicator.unemployment", "indicator.safe_water_access",
@@ -76,7 +76,7 @@ def test_default_methodology_uses_the_agreed_sources() -> None:
 def test_default_methodology_polarity_of_better_indicators() -> None:
     by_source = {c.source: c for c in load_default_methodology().components}
     for source in ("indicator.school_attendance", "indicator.safe_water_access",
-                   "access.health_centre.coverage_share", "access.health_centre.sfca"):
+                   "access.health.coverage_share", "access.health.sfca"):
         assert by_source[source].polarity == "higher_is_better"
     assert by_source["indicator.poverty_rate"].polarity == "higher_is_worse"
 
@@ -175,3 +175,50 @@ def test_every_cross_reference_problem_is_reported_at_once() -> None:
 def test_document_must_be_a_mapping(document: Any) -> None:
     with pytest.raises(ValidationError, match="mapping"):
         parse_methodology(document)
+
+
+# --- goalposts and sources: bad documents name the field (issue 9) ------------------------
+
+
+@pytest.mark.parametrize(("mutate", "field", "words"), [
+    (_set(["components", 0, "goalposts"], [1, 0]), "components[0].goalposts", "lower < upper"),
+    (_set(["components", 0, "scale"], "fixed"), "components[0].goalposts", "required"),
+    (_set(["components", 1, "source"], "indicatr.poverty_rate"), "components[1].source",
+     "no step"),
+    (_set(["components", 0, "source"], "hazard.flod.people_exposed_share"),
+     "components[0].source", "unknown hazard kind"),
+    (_set(["components", 3, "source"], "access.hospital.distance_km"),
+     "components[3].source", "no access family"),
+    (_set(["access"], {"families": {"markets": {"catchment_km": 2}}}),
+     "access.families.markets", "unknown family"),
+    (_set(["hotspots"], {"weights": "distance_band"}), "hotspots.distance_km", "required"),
+])
+def test_bad_goalposts_and_sources_name_the_field(
+        mutate: Callable[[dict[str, Any]], None], field: str, words: str) -> None:
+    document = copy.deepcopy(small_document())
+    mutate(document)
+    with pytest.raises(ValidationError) as caught:
+        parse_methodology(document)
+    problems = caught.value.details["problems"]
+    assert any(p["field"] == field and words in p["message"] for p in problems), problems
+
+
+def test_default_methodology_has_fixed_goalposts_with_natural_bounds() -> None:
+    default = load_default_methodology()
+    by_id = {c.id: c for c in default.components}
+    for cid in ("flood_exposure", "health_coverage", "institutions_exposed"):
+        assert by_id[cid].scale == "fixed" and by_id[cid].goalposts == (0.0, 1.0)
+    assert by_id["poverty"].goalposts == (0.0, 100.0)
+    assert by_id["conflict_events_rate"].transform == "log"
+    # every component has fixed goalposts, so default runs compare over time
+    assert default.relative_components() == []
+    assert default.missing_data.missing_pillar == "skip_and_reweight"
+    assert default.access.decay == "gaussian"
+
+
+def test_documents_without_scale_keep_their_meaning() -> None:
+    document = small_document()
+    document["components"][0]["bounds"] = [0, 1]
+    parsed = parse_methodology(document)
+    assert parsed.components[0].scale == "fixed" and parsed.components[0].goalposts == (0, 1)
+    assert parsed.components[1].scale == "relative"

@@ -75,16 +75,20 @@ def test_fixed_bounds() -> None:
 
 @pytest.mark.parametrize("polarity", ["higher_is_worse", "higher_is_better"])
 @pytest.mark.parametrize("transform", ["none", "log"])
-def test_all_equal_gives_zero_not_nan(polarity: str, transform: str) -> None:
+def test_relative_scale_without_spread_is_missing_not_zero(polarity: str, transform: str) -> None:
+    # Defect 2: all-equal values used to become 0 ("low need") for everybody.
     result = normalise_component(
         series(3, np.nan, 3, 3), polarity=polarity, transform=transform,
         cap_percentiles=(5, 95),
     )
-    np.testing.assert_array_equal(result.to_numpy(), [0.0, np.nan, 0.0, 0.0])
+    assert result.isna().all()
 
 
 def test_single_value_and_all_missing() -> None:
-    assert normalise_component(series(7.0)).tolist() == [0.0]
+    # Defect 2: a one-unit level was rescaled alone, min = max, and came out 0.0.
+    assert normalise_component(series(7.0)).isna().all()
+    # Fixed goalposts place a single value as well as many.
+    assert normalise_component(series(7.0), bounds=(0.0, 10.0)).tolist() == [7.0]
     assert normalise_component(series(np.nan, np.nan)).isna().all()
     assert normalise_component(pd.Series([], dtype=float)).empty
 
@@ -261,12 +265,15 @@ def test_duplicate_codes_and_text_columns_are_refused() -> None:
 # --- NaN safety ----------------------------------------------------------------------------
 
 
-def test_all_equal_columns_give_zeros_and_no_nan() -> None:
+def test_all_equal_relative_columns_are_missing_not_zero() -> None:
+    # Defect 2: no spread used to give every locality 0 ("low need") at completeness 1.
     raw = pd.DataFrame({column: [5.0] * 4 for column in RAW.columns}, index=RAW.index)
     table = score_localities(raw, parse_methodology(inform_document()))
-    assert not table.to_frame().drop(columns="rank_in_parent").isna().any().any()
-    assert (table.summary["composite"] == 0).all()
-    assert (table.summary["rank"] == 1).all()
+    assert table.components.isna().all().all()
+    assert table.summary["composite"].isna().all()
+    assert (table.summary["completeness"] == 0).all()
+    assert table.reasons is not None
+    assert table.reasons.iloc[0, 0].startswith("relative scale cannot be formed")
 
 
 def test_locality_with_no_data_at_all() -> None:
@@ -305,8 +312,8 @@ def test_compounded_stress_counts_on_a_hand_made_grid() -> None:
     document = {
         # bounds 0-10: each normalised value is the raw value itself, so the grid below
         # is the dimension scores.
-        "components": [{"id": d, "source": f"raw.{d}", "dimension": d, "bounds": [0, 10]}
-                       for d in dimensions],
+        "components": [{"id": d, "source": f"indicator.{d}", "dimension": d,
+                        "bounds": [0, 10]} for d in dimensions],
         "dimensions": [{"id": d, "pillar": pillar_of[d], "human_security": d}
                        for d in dimensions],
         "stress_threshold": 6.5, "k": 3,
@@ -323,7 +330,7 @@ def test_compounded_stress_counts_on_a_hand_made_grid() -> None:
         "r2c2": ([6.6, 6.6, 6.6, 6.6, 6.4], 4),
     }
     raw = pd.DataFrame({code: values for code, (values, _) in grid.items()},
-                       index=[f"raw.{d}" for d in dimensions]).T
+                       index=[f"indicator.{d}" for d in dimensions]).T
     table = score_localities(raw, parse_methodology(document))
     expected = pd.Series({code: count for code, (_, count) in grid.items()})
     assert table.summary["stressed_count"].to_dict() == expected.to_dict()
@@ -334,9 +341,9 @@ def test_compounded_stress_counts_on_a_hand_made_grid() -> None:
 def test_stress_threshold_tolerates_floating_point_noise() -> None:
     document = {
         "components": [
-            {"id": "d", "source": "d", "dimension": "d", "bounds": [0, 10]},
-            {"id": "h", "source": "h", "dimension": "h", "bounds": [0, 10]},
-            {"id": "l", "source": "l", "dimension": "l", "bounds": [0, 10]},
+            {"id": "d", "source": "indicator.d", "dimension": "d", "bounds": [0, 10]},
+            {"id": "h", "source": "indicator.h", "dimension": "h", "bounds": [0, 10]},
+            {"id": "l", "source": "indicator.l", "dimension": "l", "bounds": [0, 10]},
         ],
         "dimensions": [
             {"id": "d", "pillar": "vulnerability", "human_security": "economic"},
@@ -347,7 +354,8 @@ def test_stress_threshold_tolerates_floating_point_noise() -> None:
     }
     # A weighted mean such as (3 * 5.6 + 9.2) / 4 is 6.5 on paper but can come out as
     # 6.499999999999999; rounding noise must not decide a stress call, a real gap must.
-    raw = pd.DataFrame({"d": [6.5 - 1e-12, 6.5 - 1e-6], "h": [0.0, 0.0], "l": [0.0, 0.0]})
+    raw = pd.DataFrame({"indicator.d": [6.5 - 1e-12, 6.5 - 1e-6], "indicator.h": [0.0, 0.0],
+                        "indicator.l": [0.0, 0.0]})
     table = score_localities(raw, parse_methodology(document))
     assert table.summary["stressed_count"].tolist() == [1, 0]
 
@@ -357,9 +365,11 @@ def test_stress_threshold_tolerates_floating_point_noise() -> None:
 
 def reference_composite(row: np.ndarray, methodology: Any) -> float:
     """Plain-Python INFORM for one locality, straight from the definitions."""
-    threshold = methodology.missing_data.min_completeness
+    rules = methodology.missing_data
     dimension_scores: dict[str, float] = {}
     for dimension in methodology.dimensions:
+        threshold = (rules.min_completeness if dimension.min_completeness is None
+                     else dimension.min_completeness)
         parts = [(row[i], c.weight) for i, c in enumerate(methodology.components)
                  if c.dimension == dimension.id]
         known = [(v, w) for v, w in parts if not math.isnan(v)]
@@ -367,19 +377,24 @@ def reference_composite(row: np.ndarray, methodology: Any) -> float:
         if known and sum(w for _, w in known) / total >= threshold:
             dimension_scores[dimension.id] = (sum(v * w for v, w in known)
                                               / sum(w for _, w in known))
-    pillar_scores = []
-    for pillar in PILLARS:
+    pillar_threshold = (rules.min_completeness if rules.pillar_min_completeness is None
+                        else rules.pillar_min_completeness)
+    pillar_scores, pillar_weights = [], []
+    for pillar, weight in zip(PILLARS, methodology.pillars.as_tuple(), strict=True):
         parts = [(dimension_scores.get(d.id, math.nan), d.weight)
                  for d in methodology.dimensions if d.pillar == pillar]
         known = [(v, w) for v, w in parts if not math.isnan(v)]
-        if not known or sum(w for _, w in known) / sum(w for _, w in parts) < threshold:
-            return math.nan
-        pillar_scores.append(sum(v * w for v, w in known) / sum(w for _, w in known))
-    weights = methodology.pillars.as_tuple()
+        if known and sum(w for _, w in known) / sum(w for _, w in parts) >= pillar_threshold:
+            pillar_scores.append(sum(v * w for v, w in known) / sum(w for _, w in known))
+            pillar_weights.append(weight)
+    if rules.missing_pillar == "null_composite" and len(pillar_scores) < 3:
+        return math.nan
+    if len(pillar_scores) < (rules.min_pillars or 1):
+        return math.nan
     offset = methodology.aggregation.geometric_offset
     product = 1.0
-    for score, weight in zip(pillar_scores, weights, strict=True):
-        product *= (score + offset) ** (weight / sum(weights))
+    for score, weight in zip(pillar_scores, pillar_weights, strict=True):
+        product *= (score + offset) ** (weight / sum(pillar_weights))
     return product - offset
 
 
@@ -388,6 +403,7 @@ def test_vectorised_aggregation_matches_a_plain_loop() -> None:
     rng = np.random.default_rng(3)
     normalised = rng.uniform(0, 10, size=(200, len(methodology.components)))
     normalised[rng.random(normalised.shape) < 0.25] = np.nan
+    normalised[:20, :] = np.nan  # localities with no data at all
     result = aggregate(normalised, AggregationPlan.from_methodology(methodology))
     expected = [reference_composite(row, methodology) for row in normalised]
     np.testing.assert_allclose(result.composite, expected, atol=1e-9)
@@ -422,3 +438,127 @@ def test_quadrant_explicit_split_is_strict_and_flat_data_is_low() -> None:
                                            "high_need_high_vulnerability"]
     flat = pd.DataFrame({p: [3.0, 3.0, 3.0] for p in PILLARS})
     assert set(need_vulnerability_quadrant(flat)["quadrant"]) == {"low_need_low_vulnerability"}
+
+
+# --- fixed goalposts, country scope, partial composites (issue 9) -------------------------
+
+
+def goalpost_document(**missing: Any) -> dict[str, Any]:
+    return {
+        "name": "goalposts",
+        "components": [
+            {"id": "flood", "source": "hazard.flood.people_exposed_share",
+             "dimension": "hazard", "scale": "fixed", "goalposts": [0, 1]},
+            {"id": "deaths", "source": "conflict.fatalities_per_100k", "dimension": "violence",
+             "scale": "fixed", "goalposts": [0, 100], "transform": "log"},
+            {"id": "poverty", "source": "indicator.poverty_rate", "dimension": "econ",
+             "scale": "fixed", "goalposts": [0, 100]},
+            {"id": "distance", "source": "access.health.distance_km", "dimension": "health",
+             "scale": "fixed", "goalposts": [0, 20], "transform": "log"},
+            {"id": "water", "source": "indicator.safe_water_access", "dimension": "infra",
+             "scale": "fixed", "goalposts": [0, 100], "polarity": "higher_is_better"},
+        ],
+        "dimensions": [
+            {"id": "hazard", "pillar": "hazard_exposure", "human_security": "environmental"},
+            {"id": "violence", "pillar": "hazard_exposure", "human_security": "personal"},
+            {"id": "econ", "pillar": "vulnerability", "human_security": "economic"},
+            {"id": "health", "pillar": "lack_of_coping_capacity", "human_security": "health"},
+            {"id": "infra", "pillar": "lack_of_coping_capacity",
+             "human_security": "infrastructure"},
+        ],
+        "aggregation": {"geometric_offset": 0.0},
+        "missing_data": {"missing_pillar": "skip_and_reweight", "min_pillars": 1,
+                         "pillar_min_completeness": 0.0, **missing},
+    }
+
+
+def test_inform_aggregation_by_hand_with_fixed_goalposts() -> None:
+    raw = pd.DataFrame({
+        "hazard.flood.people_exposed_share": [0.4], "conflict.fatalities_per_100k": [9.0],
+        "indicator.poverty_rate": [35.0], "access.health.distance_km": [3.0],
+        "indicator.safe_water_access": [70.0]}, index=["V"])
+    table = score_localities(raw, parse_methodology(goalpost_document()))
+    # By hand: flood 0.4 of [0, 1] -> 4.0; deaths ln(10) / ln(101) * 10 = 4.98905;
+    # poverty 3.5; distance ln(4) / ln(21) * 10 = 4.55340; water 10 - 7.0 = 3.0.
+    flood, deaths = 4.0, math.log(10) / math.log(101) * 10
+    poverty, distance, water = 3.5, math.log(4) / math.log(21) * 10, 3.0
+    hazard = (flood + deaths) / 2
+    coping = (distance + water) / 2
+    composite = (hazard * poverty * coping) ** (1 / 3)  # INFORM: geometric mean, offset 0
+    assert table.components.loc["V"].tolist() == pytest.approx(
+        [flood, deaths, poverty, distance, water])
+    assert table.pillars.loc["V"].tolist() == pytest.approx([hazard, poverty, coping])
+    assert table.summary.loc["V", "composite"] == pytest.approx(composite)
+    # 4.49453 x 3.5 x 3.77670 = 59.4102, cube root 3.9020
+    assert composite == pytest.approx(3.9020, abs=1e-4)
+
+
+def test_fixed_goalposts_show_a_twenty_percent_improvement() -> None:
+    # Defect 7: min-max per run made a 20 % improvement everywhere invisible.
+    methodology = parse_methodology(goalpost_document())
+    base = pd.DataFrame({"indicator.poverty_rate": [50.0, 30.0, 10.0],
+                         "hazard.flood.people_exposed_share": [0.5, 0.3, 0.1]},
+                        index=["A", "B", "C"])
+    before = score_localities(base, methodology)
+    after = score_localities(base * 0.8, methodology)
+    assert (after.summary["composite"] < before.summary["composite"] - 0.1).all()
+    relative = {**goalpost_document(), "components": [
+        {"id": "flood", "source": "hazard.flood.people_exposed_share", "dimension": "hazard"},
+        {"id": "poverty", "source": "indicator.poverty_rate", "dimension": "econ"},
+        *goalpost_document()["components"][3:]]}
+    relative["dimensions"] = [d for d in relative["dimensions"] if d["id"] != "violence"]
+    rel = parse_methodology(relative)
+    assert score_localities(base, rel).summary["composite"].tolist() == pytest.approx(
+        score_localities(base * 0.8, rel).summary["composite"].tolist())
+
+
+def test_relative_scale_is_per_country_and_parents_use_their_childrens() -> None:
+    from geo.analysis.scoring import normalise_all
+
+    document = goalpost_document()
+    document["components"][2] = {"id": "poverty", "source": "indicator.poverty_rate",
+                                 "dimension": "econ", "scale": "relative"}
+    methodology = parse_methodology(document)
+    raw = pd.DataFrame({"indicator.poverty_rate": [20.0, 40.0, 30.0, 70.0, 90.0, 80.0]},
+                       index=["AA1", "AA2", "AA", "BB1", "BB2", "BB"])
+    country = pd.Series(["AA", "AA", "AA", "BB", "BB", "BB"], index=raw.index)
+    finest = pd.Series([True, True, False, True, True, False], index=raw.index)
+    out = normalise_all(raw, methodology, scope=country, reference=finest).components
+    # Country AA: villages 20 and 40 span 0-10; the parent (30, one unit at its level) is
+    # placed on that scale at 5, not rescaled alone to 0. Country BB has its own scale, so
+    # BB1 (70, the worst in the database's terms only if pooled) is 0 in BB.
+    assert out["poverty"].tolist() == pytest.approx([0.0, 10.0, 5.0, 0.0, 10.0, 5.0])
+
+
+def test_missing_pillar_gives_a_partial_composite_with_reasons() -> None:
+    # Defect 5: no survey data at all used to leave every composite empty, silently.
+    raw = pd.DataFrame({"hazard.flood.people_exposed_share": [0.2, 0.6],
+                        "access.health.distance_km": [1.0, 8.0]}, index=["A", "B"])
+    table = score_localities(raw, parse_methodology(goalpost_document()))
+    assert table.summary["composite"].notna().all()
+    assert table.summary["partial"].all()
+    assert table.pillars["vulnerability"].isna().all()
+    assert table.missing_sources == ("conflict.fatalities_per_100k",
+                                     "indicator.poverty_rate", "indicator.safe_water_access")
+    from geo.analysis.coverage import locality_coverage
+
+    coverage = locality_coverage(table)[0]
+    assert coverage["partial"] and coverage["missing_pillars"] == ["vulnerability"]
+    assert "indicator.poverty_rate" in coverage["missing_dimensions"]["econ"][0]
+    # B is worse on both pillars it has: it ranks first
+    assert table.summary["rank"].tolist() == [2, 1]
+
+
+def test_relative_scale_falls_back_to_the_deepest_level_with_data() -> None:
+    from geo.analysis.scoring import normalise_all
+
+    document = goalpost_document()
+    document["components"][2] = {"id": "poverty", "source": "indicator.poverty_rate",
+                                 "dimension": "econ", "scale": "relative"}
+    # a survey at district level (D1, D2) over villages that have no observation
+    raw = pd.DataFrame({"indicator.poverty_rate": [np.nan, np.nan, 20.0, 60.0]},
+                       index=["V1", "V2", "D1", "D2"])
+    finest = pd.Series([True, True, False, False], index=raw.index)
+    levels = pd.Series([3, 3, 2, 2], index=raw.index)
+    out = normalise_all(raw, parse_methodology(document), reference=finest, levels=levels)
+    assert out.components["poverty"].tolist()[2:] == pytest.approx([0.0, 10.0])

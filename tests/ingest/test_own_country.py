@@ -367,6 +367,10 @@ def test_partial_facility_inventory_is_loaded_with_a_warning(fresh: Fresh, tmp_p
     from geo.runs.lifecycle import run_scores
 
     fresh.load("localities", five_regions(tmp_path))
+    # a run refuses a database without population (issue 9), so the regions get some
+    people = tmp_path / "people.csv"
+    people.write_text("code,population\n" + "".join(f"QR{i},1000\n" for i in range(5)))
+    fresh.load("population", people)
     sites = facilities_csv(tmp_path, [(20.5, 0.5), (20.6, 0.6), (21.5, 0.5)])
     result = fresh.load("institutions", sites)
     warning = "the facilities lie in 2 of 5 level-1 units (40%)"

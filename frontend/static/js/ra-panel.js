@@ -20,7 +20,7 @@
       el('span', { className: 'ra-bar-label', text: label }),
       el('span', { className: 'ra-bar-track', 'aria-hidden': 'true' },
         [el('span', { className: 'ra-bar-fill', style: { width: (share * 100).toFixed(1) + '%' } })]),
-      el('span', { className: 'ra-bar-value', text: fmt(value, 1) + (stressed ? ' stressed' : '') })
+      el('span', { className: 'ra-bar-value', text: (value === null || value === undefined ? 'no data' : fmt(value, 1)) + (stressed ? ' stressed' : '') })
     ]);
   }
 
