@@ -23,6 +23,7 @@ from stack_helpers import (
     Stack,
     assert_nothing_left,
     localities_files,
+    population_wide,
     run_cli,
     snapshot,
     upload,
@@ -75,7 +76,9 @@ def af_stack(new_database: Callable[[str], str], tmp_path_factory: pytest.TempPa
     people = "\n".join(f"{village},2011,hh{i},{i},1,{sex},{a},{b},{c},{d}" for i, (
         (a, b, c, d), sex) in enumerate(zip(ACHIEVEMENTS, ("female", "male", "female", "male"),
                                            strict=True), start=1))
+    # Loaded in the order users do: boundaries, population, then the survey.
     files = [("localities", adm1), ("localities", adm2),
+             ("population", population_wide(tmp, REGION)),
              ("indicators", write_text(tmp / "indicators.csv", INDICATORS)),
              ("households", write_text(tmp / "people.csv", (
                  "locality_code,period,household_id,person_id,weight,sex,af_income,"
